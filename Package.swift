@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "outbox-relay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "outbox-relay", targets: ["outbox-relay"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+    ],
+    targets: [
+        // C libraries: module maps and shims only.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        // Relay core: plain Swift values and decisions, no C and no sockets.
+        .target(
+            name: "OutboxRelay",
+            dependencies: [.product(name: "Logging", package: "swift-log")]
+        ),
+        // Adapters: the only code that touches libpq, hiredis or libsystemd.
+        .target(
+            name: "OutboxRelayIO",
+            dependencies: ["OutboxRelay", "CLibPQ", "CHiredis", "CSystemd"]
+        ),
+        // The daemon: run loop, connections' lifecycle, graceful shutdown.
+        .target(
+            name: "OutboxRelayDaemon",
+            dependencies: [
+                "OutboxRelay", "OutboxRelayIO",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Thin CLI: flags into a configuration, then run.
+        .executableTarget(
+            name: "outbox-relay",
+            dependencies: [
+                "OutboxRelay", "OutboxRelayIO", "OutboxRelayDaemon",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "OutboxRelayTests", dependencies: ["OutboxRelay"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "OutboxRelay", "OutboxRelayIO", "OutboxRelayDaemon",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+    ]
+)

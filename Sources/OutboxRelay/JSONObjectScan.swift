@@ -1,0 +1,329 @@
+/// The top-level members of a JSON object, located in its UTF-8 bytes.
+///
+/// The whole text is validated (RFC 8259 grammar, well-formed UTF-8, nesting at most
+/// ``maximumDepth`` deep) but only the top level is indexed, and nothing is decoded until asked:
+/// the relay reads a handful of fields (`queue`, `at`, `jid`) and splices `enqueued_at` into the
+/// original bytes, so every other value reaches Redis byte for byte.
+public struct JSONObjectScan: Sendable {
+    /// The JSON type of a member's value.
+    public enum Kind: Sendable, Equatable {
+        case object, array, string, number, bool, null
+    }
+
+    /// One `"key": value` pair of the top-level object.
+    public struct Member: Sendable, Equatable {
+        /// The decoded key.
+        public let key: String
+        /// Byte range of the whole member, from the key's opening quote to the value's last byte.
+        public let range: Range<Int>
+        /// Byte range of the value alone.
+        public let valueRange: Range<Int>
+        public let kind: Kind
+    }
+
+    public static let maximumDepth = 256
+
+    public let bytes: [UInt8]
+    public let members: [Member]
+
+    public init(_ bytes: [UInt8]) throws(JSONScanError) {
+        var parser = Parser(bytes: bytes)
+        self.members = try parser.parseDocument()
+        self.bytes = bytes
+    }
+
+    /// The last member with this key, as JSON parsers that keep the last duplicate see it.
+    public func member(_ key: String) -> Member? {
+        members.last { $0.key == key }
+    }
+
+    /// The member's value decoded as a string, or `nil` when it is not a JSON string.
+    public func string(_ member: Member) -> String? {
+        guard member.kind == .string else { return nil }
+        var parser = Parser(bytes: bytes)
+        parser.index = member.valueRange.lowerBound
+        return try? parser.parseString(decode: true)
+    }
+
+    /// The member's value as a number, or `nil` when it is not a JSON number.
+    public func number(_ member: Member) -> Double? {
+        guard member.kind == .number else { return nil }
+        return Double(String(decoding: bytes[member.valueRange], as: UTF8.self))
+    }
+}
+
+/// Why a payload is not a JSON object.
+public struct JSONScanError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public let offset: Int
+
+    public var description: String { "\(message) at byte \(offset)" }
+}
+
+private struct Parser {
+    let bytes: [UInt8]
+    var index = 0
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    mutating func parseDocument() throws(JSONScanError) -> [JSONObjectScan.Member] {
+        skipWhitespace()
+        guard peek() == UInt8(ascii: "{") else {
+            if index == bytes.count { throw fail("empty payload, expected a JSON object") }
+            throw fail("expected a JSON object")
+        }
+        let members = try parseObject(depth: 1, collect: true)
+        skipWhitespace()
+        guard index == bytes.count else { throw fail("unexpected text after the JSON object") }
+        return members
+    }
+
+    // MARK: values
+
+    mutating func parseValue(depth: Int) throws(JSONScanError) -> JSONObjectScan.Kind {
+        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
+        guard let byte = peek() else { throw fail("unexpected end of JSON") }
+        switch byte {
+        case UInt8(ascii: "{"):
+            _ = try parseObject(depth: depth + 1, collect: false)
+            return .object
+        case UInt8(ascii: "["):
+            try parseArray(depth: depth + 1)
+            return .array
+        case UInt8(ascii: "\""):
+            _ = try parseString(decode: false)
+            return .string
+        case UInt8(ascii: "t"):
+            try expectLiteral("true")
+            return .bool
+        case UInt8(ascii: "f"):
+            try expectLiteral("false")
+            return .bool
+        case UInt8(ascii: "n"):
+            try expectLiteral("null")
+            return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            try parseNumber()
+            return .number
+        default:
+            throw fail("unexpected character in JSON")
+        }
+    }
+
+    mutating func parseObject(depth: Int, collect: Bool) throws(JSONScanError) -> [JSONObjectScan.Member] {
+        index += 1  // {
+        var members: [JSONObjectScan.Member] = []
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            index += 1
+            return members
+        }
+        while true {
+            skipWhitespace()
+            guard peek() == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let start = index
+            let key = try parseString(decode: collect)
+            skipWhitespace()
+            guard peek() == UInt8(ascii: ":") else { throw fail("expected ':' after a key") }
+            index += 1
+            skipWhitespace()
+            let valueStart = index
+            let kind = try parseValue(depth: depth)
+            if collect, let key {
+                members.append(.init(key: key, range: start..<index, valueRange: valueStart..<index, kind: kind))
+            }
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return members
+            default: throw fail("expected ',' or '}' in an object")
+            }
+        }
+    }
+
+    mutating func parseArray(depth: Int) throws(JSONScanError) {
+        index += 1  // [
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        while true {
+            skipWhitespace()
+            _ = try parseValue(depth: depth)
+            skipWhitespace()
+            switch peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "]"):
+                index += 1
+                return
+            default: throw fail("expected ',' or ']' in an array")
+            }
+        }
+    }
+
+    /// Parses a string at `index` (its opening quote); returns its decoded value when `decode`.
+    mutating func parseString(decode: Bool) throws(JSONScanError) -> String? {
+        index += 1  // opening quote
+        var decoded: [UInt8] = []
+        var runStart = index
+        while true {
+            guard index < bytes.count else { throw fail("unterminated string") }
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                if decode { decoded.append(contentsOf: bytes[runStart..<index]) }
+                index += 1
+                return decode ? String(decoding: decoded, as: UTF8.self) : nil
+            case UInt8(ascii: "\\"):
+                if decode { decoded.append(contentsOf: bytes[runStart..<index]) }
+                let scalar = try parseEscape()
+                if decode { decoded.append(contentsOf: String(scalar).utf8) }
+                runStart = index
+            case 0..<0x20:
+                throw fail("control character in a string")
+            case 0..<0x80:
+                index += 1
+            default:
+                try skipUTF8Sequence()
+            }
+        }
+    }
+
+    /// Parses one escape sequence at `index` (its backslash) and returns the character it stands for.
+    mutating func parseEscape() throws(JSONScanError) -> Unicode.Scalar {
+        index += 1  // backslash
+        guard let byte = peek() else { throw fail("unterminated escape") }
+        index += 1
+        let simple: Unicode.Scalar?
+        switch byte {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): simple = Unicode.Scalar(byte)
+        case UInt8(ascii: "b"): simple = "\u{08}"
+        case UInt8(ascii: "f"): simple = "\u{0C}"
+        case UInt8(ascii: "n"): simple = "\n"
+        case UInt8(ascii: "r"): simple = "\r"
+        case UInt8(ascii: "t"): simple = "\t"
+        case UInt8(ascii: "u"): simple = nil
+        default: throw fail("invalid escape in a string")
+        }
+        if let simple { return simple }
+        var scalar = try parseHex4()
+        if (0xD800..<0xDC00).contains(scalar),
+            peek() == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
+        {
+            let save = index
+            index += 2
+            let low = try parseHex4()
+            if (0xDC00..<0xE000).contains(low) {
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else {
+                index = save
+            }
+        }
+        // Lone surrogates are valid JSON; they decode to U+FFFD, as most parsers do.
+        return Unicode.Scalar(scalar) ?? "\u{FFFD}"
+    }
+
+    mutating func parseHex4() throws(JSONScanError) -> UInt32 {
+        guard index + 4 <= bytes.count else { throw fail("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = byte - UInt8(ascii: "A") + 10
+            default: throw fail("invalid \\u escape")
+            }
+            value = value << 4 | UInt32(digit)
+            index += 1
+        }
+        return value
+    }
+
+    /// Validates one multi-byte UTF-8 sequence (no overlongs, no surrogates, at most U+10FFFF).
+    mutating func skipUTF8Sequence() throws(JSONScanError) {
+        let lead = bytes[index]
+        let length: Int
+        var lowest: UInt8 = 0x80
+        var highest: UInt8 = 0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; lowest = 0xA0
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; highest = 0x9F
+        case 0xF0: length = 4; lowest = 0x90
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; highest = 0x8F
+        default: throw fail("invalid UTF-8")
+        }
+        guard index + length <= bytes.count else { throw fail("invalid UTF-8") }
+        let second = bytes[index + 1]
+        guard second >= lowest, second <= highest else { throw fail("invalid UTF-8") }
+        for offset in 2..<max(length, 2) where bytes[index + offset] & 0xC0 != 0x80 {
+            throw fail("invalid UTF-8")
+        }
+        index += length
+    }
+
+    mutating func parseNumber() throws(JSONScanError) {
+        if peek() == UInt8(ascii: "-") { index += 1 }
+        switch peek() ?? 0 {
+        case UInt8(ascii: "0"): index += 1
+        case UInt8(ascii: "1")...UInt8(ascii: "9"): skipDigits()
+        default: throw fail("invalid number")
+        }
+        if peek() == UInt8(ascii: ".") {
+            index += 1
+            guard isDigit(peek()) else { throw fail("invalid number") }
+            skipDigits()
+        }
+        if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
+            index += 1
+            if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { index += 1 }
+            guard isDigit(peek()) else { throw fail("invalid number") }
+            skipDigits()
+        }
+    }
+
+    mutating func expectLiteral(_ literal: String) throws(JSONScanError) {
+        let expected = literal.utf8
+        guard index + expected.count <= bytes.count, expected.elementsEqual(bytes[index..<index + expected.count]) else {
+            throw fail("invalid literal")
+        }
+        index += expected.count
+    }
+
+    // MARK: helpers
+
+    func peek() -> UInt8? {
+        index < bytes.count ? bytes[index] : nil
+    }
+
+    func isDigit(_ byte: UInt8?) -> Bool {
+        guard let byte else { return false }
+        return byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")
+    }
+
+    mutating func skipDigits() {
+        while isDigit(peek()) { index += 1 }
+    }
+
+    mutating func skipWhitespace() {
+        while let byte = peek(),
+            byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r")
+                || byte == UInt8(ascii: "\t")
+        {
+            index += 1
+        }
+    }
+
+    func fail(_ message: String) -> JSONScanError {
+        JSONScanError(message: message, offset: index)
+    }
+}

@@ -1,0 +1,43 @@
+/// Everything the relay needs to run, built from the command line and checked before use.
+public struct RelayConfiguration: Sendable {
+    /// libpq connection string or `postgresql://` URL; may hold a password, so never print it.
+    public var databaseURL: String
+    public var redis: RedisEndpoint
+    public var table: TableName
+    /// Only rows with this `format` are relayed.
+    public var messageFormat: String
+    /// The split keys to serve, or `nil` to serve every key that has pending rows.
+    public var splitKeys: [SplitKey]?
+    /// Most rows fetched, pushed and marked in one batch.
+    public var batchSize: Int
+    /// Seconds to sleep when no key had anything to relay.
+    public var sleepOnEmpty: Double
+    /// Most batches relayed under one lease before it is released, so instances share keys fairly.
+    public var batchesPerLease: Int
+    public var sidekiq: SidekiqJobEncoder
+    public var keys: SidekiqKeys
+    /// Seconds any single call to PostgreSQL or Redis may take before it counts as failed.
+    public var networkTimeout: Double
+
+    public static let batchSizeRange = 1...10_000
+
+    public init(
+        databaseURL: String, redis: RedisEndpoint, table: TableName, messageFormat: String = "sidekiq5",
+        splitKeys: [SplitKey]? = nil, batchSize: Int = 100, sleepOnEmpty: Double = 0.5, batchesPerLease: Int = 10,
+        sidekiq: SidekiqJobEncoder = SidekiqJobEncoder(), keys: SidekiqKeys = SidekiqKeys(), networkTimeout: Double = 10
+    ) {
+        self.databaseURL = databaseURL
+        self.redis = redis
+        self.table = table
+        self.messageFormat = messageFormat
+        self.splitKeys = splitKeys
+        self.batchSize = batchSize
+        self.sleepOnEmpty = sleepOnEmpty
+        self.batchesPerLease = batchesPerLease
+        self.sidekiq = sidekiq
+        self.keys = keys
+        self.networkTimeout = networkTimeout
+    }
+
+    public var queries: OutboxQueries { OutboxQueries(table: table, format: messageFormat) }
+}

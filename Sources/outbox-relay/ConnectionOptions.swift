@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import OutboxRelay
+import OutboxRelayIO
+
+/// Where the outbox table and Redis are; shared by every subcommand.
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("libpq connection string or postgresql:// URL (default: $DATABASE_URL).", valueName: "url"))
+    var databaseURL: String?
+
+    @Option(help: ArgumentHelp("redis://[user:password@]host:port/db or unix:///path (default: $REDIS_URL).", valueName: "url"))
+    var redisURL: String?
+
+    struct Resolved {
+        let databaseURL: String
+        let redis: RedisEndpoint
+        let redactor: SecretRedactor
+    }
+
+    /// The URLs from the flags or the environment, checked; errors name the problem, never a password.
+    func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Resolved {
+        guard let databaseURL = databaseURL ?? environment["DATABASE_URL"], !databaseURL.isEmpty else {
+            throw ValidationError("--database-url is missing (or set DATABASE_URL)")
+        }
+        guard let redisURL = redisURL ?? environment["REDIS_URL"], !redisURL.isEmpty else {
+            throw ValidationError("--redis-url is missing (or set REDIS_URL)")
+        }
+        do {
+            try PostgresConnection.validate(connectionString: databaseURL)
+        } catch {
+            throw ValidationError("--database-url: \(error.message)")
+        }
+        let redis: RedisEndpoint
+        do {
+            redis = try RedisEndpoint(url: redisURL)
+        } catch {
+            throw ValidationError("--redis-url: \(error.message)")
+        }
+        let redactor = SecretRedactor(connectionString: databaseURL).adding([redis.password].compactMap { $0 })
+        return Resolved(databaseURL: databaseURL, redis: redis, redactor: redactor)
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+
+/// `outbox-relay`: the root command. Without a subcommand it runs the relay.
+@main
+struct OutboxRelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "outbox-relay",
+        abstract: "Moves committed rows from a PostgreSQL outbox table into Sidekiq's Redis queues.",
+        version: OutboxRelayVersion.current,
+        subcommands: [RunCommand.self],
+        defaultSubcommand: RunCommand.self
+    )
+
+    /// Parses the command line and runs it; a usage error prints one line and exits with 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let code = exitCode(for: error)
+            if code == .success {
+                print(fullMessage(for: error))
+            } else {
+                let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+                FileHandle.standardError.write(Data("outbox-relay: \(message)\n".utf8))
+                if code == .validationFailure {
+                    FileHandle.standardError.write(Data("See 'outbox-relay --help'.\n".utf8))
+                }
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
+}
+
+enum OutboxRelayVersion {
+    static let current = "0.1.0"
+}
