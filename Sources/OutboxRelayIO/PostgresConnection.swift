@@ -36,16 +36,28 @@ public final class PostgresConnection {
         PQfinish(connection)
     }
 
-    /// Checks that libpq can parse `connectionString`; the error never repeats a password.
+    /// Checks that libpq accepts `connectionString`: its syntax and its option values (such as
+    /// `sslmode`), without waiting for a server. The error never repeats a password.
     public static func validate(connectionString: String) throws(PostgresError) {
+        let redactor = SecretRedactor(connectionString: connectionString)
         var errorMessage: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(connectionString, &errorMessage) else {
             let detail = errorMessage.map { trimmed($0) } ?? "out of memory"
             PQfreemem(errorMessage)
-            let redacted = SecretRedactor(connectionString: connectionString).redact(detail)
-            throw PostgresError(.invalidConnectionString, "invalid database URL: \(redacted)")
+            throw PostgresError(.invalidConnectionString, "invalid database URL: \(redactor.redact(detail))")
         }
         PQconninfoFree(options)
+        // Option values are checked when a connection starts; start one and drop it at once.
+        let probe = withCStrings(["dbname"]) { keywords in
+            withCStrings([connectionString]) { values in PQconnectStartParams(keywords, values, 1) }
+        }
+        defer { PQfinish(probe) }
+        if let probe, PQstatus(probe) == CONNECTION_BAD {
+            let detail = trimmed(PQerrorMessage(probe))
+            if detail.hasPrefix("invalid") || detail.contains("is not supported") {
+                throw PostgresError(.invalidConnectionString, "invalid database URL: \(redactor.redact(detail))")
+            }
+        }
     }
 
     /// The password in `connectionString`, if it has one, so callers can keep it out of output.

@@ -27,6 +27,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Log level: fatal, error, warn, info or debug.", valueName: "level"))
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("The outbox table, optionally schema-qualified.", valueName: "name"))
+    var table: String = "event_store_outbox"
+
     @Option(help: ArgumentHelp("Outbox row format to relay; only sidekiq5 exists.", valueName: "format"))
     var messageFormat: String = "sidekiq5"
 
@@ -43,6 +46,11 @@ struct RunCommand: AsyncParsableCommand {
         guard messageFormat == "sidekiq5" else {
             throw ValidationError("--message-format must be sidekiq5, got '\(messageFormat)'")
         }
+        do {
+            _ = try TableName(table)
+        } catch {
+            throw ValidationError("--table: \(error.message)")
+        }
         if let splitKeys, parsedSplitKeys(splitKeys).isEmpty {
             throw ValidationError("--split-keys names no key")
         }
@@ -52,7 +60,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let connection = try connection.resolved()
         let configuration = RelayConfiguration(
-            databaseURL: connection.databaseURL, redis: connection.redis, table: try TableName("event_store_outbox"),
+            databaseURL: connection.databaseURL, redis: connection.redis, table: try TableName(table),
             messageFormat: messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
             sleepOnEmpty: sleepOnEmpty)
         let redactor = connection.redactor

@@ -1,0 +1,28 @@
+# outbox-relay: `make demo` shows it working, `make test` runs the whole suite. Both install what
+# they need (Debian packages, then the build) and use throwaway servers they start and stop.
+SWIFT ?= swift
+export PATH := $(PATH):/opt/swift/usr/bin
+BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
+
+.PHONY: all deps build release test demo clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+test: deps
+	$(SWIFT) build --build-tests
+	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" $(SWIFT) test --skip-build
+
+demo: build
+	scripts/with-servers.sh scripts/demo.sh "$(BIN_DIR)/outbox-relay"
+
+clean:
+	rm -rf .build

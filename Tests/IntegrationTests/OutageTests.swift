@@ -1,0 +1,92 @@
+import Foundation
+import OutboxRelay
+import OutboxRelayIO
+import Testing
+
+/// Servers going away while the relay runs: nothing is marked that Redis did not take, nothing is
+/// lost, and the relay carries on once the server is back.
+@Suite(.serialized) struct OutageTests {
+    @Test func keepsRowsPendingWhileRedisIsDownAndDeliversThemWhenItReturns() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let redis = try PrivateRedis()
+        defer { redis.stop() }
+        var configuration = outbox.configuration()
+        configuration.redis = RedisEndpoint(address: .tcp(host: "127.0.0.1", port: redis.port))
+        let relay = RelayRunner(configuration)
+        try outbox.insert([(.named("q"), RelayIntegrationTests.payload("q", 0))])
+        try waitUntil("first row relayed") { try outbox.pendingCount() == 0 }
+
+        redis.stop()
+        try outbox.insert((1...100).map { (.named("q"), RelayIntegrationTests.payload("q", $0)) })
+        Thread.sleep(forTimeInterval: 1)
+        #expect(try outbox.pendingCount() == 100, "nothing is marked while Redis is down")
+
+        try redis.start()
+        try waitUntil("backlog relayed after Redis returned") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        let client = try RedisConnection(endpoint: configuration.redis, timeout: 5)
+        guard case .array(let items) = try client.send([RedisCommand("LRANGE", "queue:q", "0", "-1")])[0] else {
+            Issue.record("queue:q is not a list")
+            return
+        }
+        #expect(items.reversed().map { $0.text ?? "" } == (1...100).map { RelayIntegrationTests.pushed("q", $0) })
+        let errors = relay.logs.lines.filter { $0.contains(" error ") }
+        #expect(!errors.isEmpty && errors.allSatisfy { $0.contains("Redis") }, "the outage is logged: \(errors)")
+        #expect(relay.logs.lines.contains { $0.contains("relaying again") })
+    }
+
+    @Test func reconnectsWhenPostgreSQLDropsTheConnection() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let name = "outbox-test-\(getpid())-\(outbox.table.name)"
+        var configuration = outbox.configuration(batchSize: 10)
+        configuration.databaseURL = outbox.servers.databaseURL + "?application_name=\(name)"
+        let relay = RelayRunner(configuration)
+        let ids = try outbox.insert((0..<3000).map { (.named("q"), RelayIntegrationTests.payload("q", $0)) })
+        for _ in 0..<5 {
+            Thread.sleep(forTimeInterval: 0.1)
+            try outbox.postgres.query(SQLStatement(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1", [name]))
+        }
+        try waitUntil("backlog relayed despite the dropped connections") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        #expect(try outbox.enqueuedIDs() == ids)
+        let jobs = try outbox.queue("q")
+        // At-least-once: a batch pushed but not yet marked when its connection died is pushed again.
+        #expect(Set(jobs) == Set((0..<3000).map { RelayIntegrationTests.pushed("q", $0) }), "every job arrived")
+        #expect(jobs.count - 3000 <= 5 * 10, "at most one batch per dropped connection is repeated")
+        #expect(relay.logs.lines.contains { $0.contains(" error ") && $0.contains("PostgreSQL") })
+    }
+}
+
+/// A Redis server of the test's own, so it can be stopped and started again on the same port.
+final class PrivateRedis {
+    let port: Int
+    private var process: Process?
+
+    init() throws {
+        port = Int.random(in: 20000..<60000)
+        try start()
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"]
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        try waitUntil("private Redis up", seconds: 10) {
+            (try? RedisConnection(endpoint: RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)), timeout: 1)) != nil
+        }
+    }
+
+    func stop() {
+        guard let process, process.isRunning else { return }
+        // SIGKILL: the test process's blocked signals are inherited, so SIGTERM may never arrive.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+}

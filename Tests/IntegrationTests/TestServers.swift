@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+import OutboxRelay
+import OutboxRelayIO
+import Testing
+
+/// The PostgreSQL and Redis servers that `make test` starts (scripts/with-servers.sh), and a
+/// private corner of each for one test: its own outbox table and its own Redis database.
+struct TestServers {
+    let databaseURL: String
+    let redisURL: String
+    let redisPort: Int
+
+    static func fromEnvironment() throws -> TestServers {
+        let environment = ProcessInfo.processInfo.environment
+        guard let databaseURL = environment["OUTBOX_TEST_DATABASE_URL"], let redisURL = environment["OUTBOX_TEST_REDIS_URL"],
+            let port = environment["OUTBOX_TEST_REDIS_PORT"].flatMap(Int.init)
+        else {
+            Issue.record("OUTBOX_TEST_DATABASE_URL and OUTBOX_TEST_REDIS_URL are not set: run the tests with 'make test', which starts both servers")
+            throw TestSetupError.serversMissing
+        }
+        return TestServers(databaseURL: databaseURL, redisURL: redisURL, redisPort: port)
+    }
+}
+
+enum TestSetupError: Error {
+    case serversMissing
+    case timedOut(String)
+}
+
+/// One test's outbox table and Redis database, removed again by ``drop()``.
+final class TestOutbox: @unchecked Sendable {
+    let servers: TestServers
+    let table: TableName
+    let redisDatabase: Int
+    let postgres: PostgresConnection
+    let redis: RedisConnection
+
+    private static let counter = Counter()
+
+    init() throws {
+        servers = try TestServers.fromEnvironment()
+        let number = TestOutbox.counter.next()
+        table = try TableName("outbox_test_\(getpid())_\(number)")
+        redisDatabase = 1 + number % 250
+        postgres = try PostgresConnection(connectionString: servers.databaseURL)
+        var endpoint = try RedisEndpoint(url: servers.redisURL)
+        endpoint.database = redisDatabase
+        redis = try RedisConnection(endpoint: endpoint, timeout: 5)
+        _ = try redis.send([RedisCommand("FLUSHDB")])
+        for statement in queries.createStatements { try postgres.execute(statement) }
+    }
+
+    var queries: OutboxQueries { OutboxQueries(table: table) }
+
+    var redisEndpoint: RedisEndpoint {
+        var endpoint = try! RedisEndpoint(url: servers.redisURL)
+        endpoint.database = redisDatabase
+        return endpoint
+    }
+
+    var redisURL: String { "redis://127.0.0.1:\(servers.redisPort)/\(redisDatabase)" }
+
+    func configuration(splitKeys: [SplitKey]? = nil, batchSize: Int = 100) -> RelayConfiguration {
+        RelayConfiguration(
+            databaseURL: servers.databaseURL, redis: redisEndpoint, table: table, splitKeys: splitKeys, batchSize: batchSize,
+            sleepOnEmpty: 0.05, networkTimeout: 5)
+    }
+
+    /// Inserts rows `(split_key, payload)` in order in one statement; returns their ids.
+    @discardableResult
+    func insert(_ rows: [(SplitKey, String)], createdAt: String = "2024-01-02 03:04:05.123456") throws -> [Int64] {
+        var ids: [Int64] = []
+        for chunk in stride(from: 0, to: rows.count, by: 5000).map({ Array(rows[$0..<min($0 + 5000, rows.count)]) }) {
+            let keys = chunk.map { $0.0.value.map { "\"\($0)\"" } ?? "NULL" }.joined(separator: ",")
+            let payloads = chunk.map { "\"\($0.1.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
+            let result = try postgres.query(
+                SQLStatement(
+                    """
+                    INSERT INTO \(table.quoted) (split_key, format, payload, created_at) \
+                    SELECT k, 'sidekiq5', convert_to(p, 'UTF8'), $3::timestamp FROM unnest($1::varchar[], $2::text[]) WITH ORDINALITY AS u(k, p, n) ORDER BY n \
+                    RETURNING id
+                    """, ["{\(keys)}", "{\(payloads)}", createdAt]))
+            ids += (0..<result.count).map { result.int64($0, 0)! }
+        }
+        return ids.sorted()
+    }
+
+    func pendingCount() throws -> Int {
+        try Int(postgres.query(SQLStatement("SELECT count(*) FROM \(table.quoted) WHERE enqueued_at IS NULL")).int64(0, 0)!)
+    }
+
+    func enqueuedIDs() throws -> [Int64] {
+        let rows = try postgres.query(SQLStatement("SELECT id FROM \(table.quoted) WHERE enqueued_at IS NOT NULL ORDER BY id"))
+        return (0..<rows.count).map { rows.int64($0, 0)! }
+    }
+
+    /// A queue's jobs in the order Sidekiq will run them (BRPOP takes from the right).
+    func queue(_ name: String) throws -> [String] {
+        guard case .array(let items) = try redis.send([RedisCommand("LRANGE", "queue:\(name)", "0", "-1")])[0] else { return [] }
+        return items.reversed().map { $0.text ?? "" }
+    }
+
+    func set(_ key: String) throws -> Set<String> {
+        guard case .array(let items) = try redis.send([RedisCommand("SMEMBERS", key)])[0] else { return [] }
+        return Set(items.compactMap(\.text))
+    }
+
+    func drop() {
+        _ = try? postgres.execute("DROP TABLE IF EXISTS \(table.quoted)")
+        _ = try? redis.send([RedisCommand("FLUSHDB")])
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `seconds` pass.
+func waitUntil(_ what: String, seconds: Double = 30, _ condition: () throws -> Bool) throws {
+    let deadline = Date(timeIntervalSinceNow: seconds)
+    while Date() < deadline {
+        if try condition() { return }
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    throw TestSetupError.timedOut("timed out after \(seconds) s waiting for \(what)")
+}

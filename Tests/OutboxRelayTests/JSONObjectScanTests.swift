@@ -1,0 +1,89 @@
+import Testing
+
+@testable import OutboxRelay
+
+@Suite struct JSONObjectScanTests {
+    func scan(_ text: String) throws(JSONScanError) -> JSONObjectScan {
+        try JSONObjectScan(Array(text.utf8))
+    }
+
+    @Test func indexesTopLevelMembersOnly() throws {
+        let text = #" { "a" : 1, "b": {"queue": "inner"}, "c":[1,{"d":2}], "queue":"q" } "#
+        let result = try scan(text)
+        #expect(result.members.map(\.key) == ["a", "b", "c", "queue"])
+        #expect(result.members.map(\.kind) == [.number, .object, .array, .string])
+        let b = try #require(result.member("b"))
+        #expect(String(decoding: result.bytes[b.valueRange], as: UTF8.self) == #"{"queue": "inner"}"#)
+        #expect(String(decoding: result.bytes[b.range], as: UTF8.self) == #""b": {"queue": "inner"}"#)
+        #expect(result.string(try #require(result.member("queue"))) == "q")
+    }
+
+    @Test func decodesEscapesAndUnicode() throws {
+        let result = try scan(#"{"s":"a\"b\\c\/\n\t\u00e9\ud83d\ude00 ü","k\u0065y":true}"#)
+        #expect(result.string(try #require(result.member("s"))) == "a\"b\\c/\n\té😀 ü")
+        #expect(result.member("key")?.kind == .bool)
+    }
+
+    @Test func lastDuplicateWins() throws {
+        let result = try scan(#"{"queue":"a","queue":"b"}"#)
+        #expect(result.string(try #require(result.member("queue"))) == "b")
+    }
+
+    @Test func readsNumbers() throws {
+        let result = try scan(#"{"at":1700000000.25,"n":-0.5e2,"z":0}"#)
+        #expect(result.number(try #require(result.member("at"))) == 1_700_000_000.25)
+        #expect(result.number(try #require(result.member("n"))) == -50)
+        #expect(result.string(try #require(result.member("z"))) == nil)
+    }
+
+    @Test func acceptsEmptyObject() throws {
+        #expect(try scan("{}").members.isEmpty)
+        #expect(try scan(" \n{ }\t").members.isEmpty)
+    }
+
+    @Test(arguments: [
+        ("", "empty payload, expected a JSON object at byte 0"),
+        ("[1,2]", "expected a JSON object at byte 0"),
+        ("\"text\"", "expected a JSON object at byte 0"),
+        ("{\"a\":1,}", "expected a string key at byte 7"),
+        ("{\"a\":1} x", "unexpected text after the JSON object at byte 8"),
+        ("{\"a\" 1}", "expected ':' after a key at byte 5"),
+        ("{\"a\":01}", "expected ',' or '}' in an object at byte 6"),
+        ("{\"a\":1.}", "invalid number at byte 7"),
+        ("{\"a\":tru}", "invalid literal at byte 5"),
+        ("{\"a\":\"x\ty\"}", "control character in a string at byte 7"),
+        ("{\"a\":\"\\x\"}", "invalid escape in a string at byte 8"),
+        ("{\"a\":\"\\u12g4\"}", "invalid \\u escape at byte 10"),
+        ("{\"a\":[1,2}", "expected ',' or ']' in an array at byte 9"),
+        ("{\"a\":\"open", "unterminated string at byte 10"),
+        ("{\"a\":", "unexpected end of JSON at byte 5"),
+    ])
+    func rejectsInvalidJSON(text: String, message: String) {
+        #expect(throws: JSONScanError.self) { try scan(text) }
+        do {
+            _ = try scan(text)
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    @Test(arguments: [
+        [0xC3, 0x28],  // bad continuation
+        [0xC0, 0xAF],  // overlong
+        [0xED, 0xA0, 0x80],  // surrogate
+        [0xF4, 0x90, 0x80, 0x80],  // above U+10FFFF
+        [0xE2, 0x82],  // truncated
+        [0xFF],
+    ] as [[UInt8]])
+    func rejectsInvalidUTF8(bad: [UInt8]) {
+        let bytes = Array(#"{"a":""#.utf8) + bad + Array(#""}"#.utf8)
+        #expect(throws: JSONScanError(message: "invalid UTF-8", offset: 6)) { try JSONObjectScan(bytes) }
+    }
+
+    @Test func limitsNesting() throws {
+        let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
+        #expect(throws: JSONScanError.self) { try scan(#"{"a":\#(deep)}"#) }
+        let fine = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
+        #expect(try scan(#"{"a":\#(fine)}"#).members.count == 1)
+    }
+}

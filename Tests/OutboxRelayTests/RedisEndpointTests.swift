@@ -1,0 +1,74 @@
+import Testing
+
+@testable import OutboxRelay
+
+@Suite struct RedisEndpointTests {
+    @Test func parsesHostPortAndDatabase() throws {
+        #expect(try RedisEndpoint(url: "redis://cache.internal:6380/3") == RedisEndpoint(address: .tcp(host: "cache.internal", port: 6380), database: 3))
+        #expect(try RedisEndpoint(url: "redis://localhost") == RedisEndpoint(address: .tcp(host: "localhost", port: 6379)))
+        #expect(try RedisEndpoint(url: "redis://[::1]:7000/0") == RedisEndpoint(address: .tcp(host: "::1", port: 7000)))
+    }
+
+    @Test func parsesUserAndPasswordWithPercentEncoding() throws {
+        let endpoint = try RedisEndpoint(url: "redis://relay:p%40ss:word@h:1/2")
+        #expect(endpoint.username == "relay")
+        #expect(endpoint.password == "p@ss:word")
+        #expect(try RedisEndpoint(url: "redis://:secret@h:1").password == "secret")
+        #expect(try RedisEndpoint(url: "redis://:secret@h:1").username == nil)
+        #expect(try RedisEndpoint(url: "redis://secret@h:1").password == "secret")
+    }
+
+    @Test func parsesUnixSocketsAndTLS() throws {
+        #expect(try RedisEndpoint(url: "unix:///run/redis.sock?db=4") == RedisEndpoint(address: .unix(path: "/run/redis.sock"), database: 4))
+        #expect(try RedisEndpoint(url: "rediss://h:6380").tls)
+    }
+
+    @Test(arguments: [
+        ("redis://:hunter2@host:notaport/0", "invalid Redis URL 'redis://:***@host:notaport/0': port 'notaport' is not a number from 1 to 65535"),
+        ("redis://u:hunter2@host:1/x", "invalid Redis URL 'redis://u:***@host:1/x': database 'x' is not a number"),
+        ("http://host", "invalid Redis URL 'http://host': unknown scheme 'http', expected redis, rediss or unix"),
+        ("host:6379", "invalid Redis URL 'host:6379': expected redis://host:port/db, rediss://… or unix:///path"),
+        ("redis://:hunter2@/0", "invalid Redis URL 'redis://:***@/0': the host is missing"),
+    ])
+    func refusesBadURLsWithoutShowingThePassword(url: String, message: String) {
+        #expect(throws: ConfigurationError(message)) { try RedisEndpoint(url: url) }
+    }
+
+    @Test func describesItselfWithoutThePassword() throws {
+        #expect(try RedisEndpoint(url: "redis://u:hunter2@h:1/2").description == "redis://u:***@h:1/2")
+    }
+}
+
+@Suite struct SmallDecisionTests {
+    @Test func backoffDoublesUpToTheCapWithJitter() {
+        var backoff = Backoff(initial: 0.1, maximum: 1)
+        let delays = (0..<6).map { _ in backoff.nextDelay(unitRandom: 1) }
+        #expect(delays == [0.1, 0.2, 0.4, 0.8, 1, 1])
+        backoff.reset()
+        #expect(backoff.nextDelay(unitRandom: 0) == 0.05)
+    }
+
+    @Test func leaseIsReleasedWhenDrainedOrAfterTheBatchLimit() {
+        var tempo = LeaseTempo(maximumBatches: 3)
+        #expect(tempo.afterBatch(fetched: 10, limit: 10) == .fetchAgain)
+        #expect(tempo.afterBatch(fetched: 10, limit: 10) == .fetchAgain)
+        #expect(tempo.afterBatch(fetched: 10, limit: 10) == .release)
+        var drained = LeaseTempo(maximumBatches: 3)
+        #expect(drained.afterBatch(fetched: 9, limit: 10) == .release)
+    }
+
+    @Test func rotationStartsEachPassOneKeyFurther() {
+        var rotation = KeyRotation()
+        let keys: [SplitKey] = [.named("a"), .named("b"), .named("c")]
+        #expect(rotation.order(keys) == keys)
+        #expect(rotation.order(keys) == [.named("b"), .named("c"), .named("a")])
+        #expect(rotation.order(keys) == [.named("c"), .named("a"), .named("b")])
+        #expect(rotation.order([]) == [])
+    }
+
+    @Test func encodesCommandsInRESP() {
+        var buffer: [UInt8] = []
+        RedisCommand("LPUSH", "queue:a", "é").encode(into: &buffer)
+        #expect(String(decoding: buffer, as: UTF8.self) == "*3\r\n$5\r\nLPUSH\r\n$7\r\nqueue:a\r\n$2\r\né\r\n")
+    }
+}
