@@ -4,12 +4,18 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-.PHONY: all deps build release test demo clean
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace
+
+.PHONY: all deps test-deps build release test demo clean
 
 all: build
 
 deps:
 	@scripts/deps.sh
+
+# A real Sidekiq (Debian's ruby-sidekiq 6.4) runs the relayed jobs in the integration tests.
+test-deps:
+	@scripts/deps.sh $(TEST_PACKAGES)
 
 build: deps
 	$(SWIFT) build
@@ -17,7 +23,7 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: deps
+test: test-deps
 	$(SWIFT) build --build-tests
 	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" $(SWIFT) test --skip-build
 

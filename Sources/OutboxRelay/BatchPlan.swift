@@ -11,8 +11,8 @@ public struct BatchPlan: Sendable, Equatable {
     public let pushCommands: [RedisCommand]
     public let markIDs: [Int64]
     public let rejections: [Rejection]
-    /// How many jobs went to `schedule` rather than a queue.
-    public let scheduledCount: Int
+    /// The rows whose jobs went to `schedule` rather than a queue.
+    public let scheduledIDs: [Int64]
 
     /// Plans the push of `rows` (in `id` order). Jobs of one queue go into a single LPUSH in row
     /// order, so Sidekiq's BRPOP takes them first-in first-out; the whole push is one MULTI/EXEC
@@ -24,6 +24,7 @@ public struct BatchPlan: Sendable, Equatable {
         var queueOrder: [String] = []
         var queued: [String: [[UInt8]]] = [:]
         var schedule: [[UInt8]] = []
+        var scheduledIDs: [Int64] = []
         var markIDs: [Int64] = []
         var rejections: [Rejection] = []
         for row in rows {
@@ -35,6 +36,7 @@ public struct BatchPlan: Sendable, Equatable {
                     if queued[job.queue] == nil { queueOrder.append(job.queue) }
                     queued[job.queue, default: []].append(job.json)
                 case .scheduled(let score):
+                    scheduledIDs.append(row.id)
                     schedule.append(Array(score.utf8))
                     schedule.append(job.json)
                 }
@@ -58,6 +60,6 @@ public struct BatchPlan: Sendable, Equatable {
         self.pushCommands = commands
         self.markIDs = markIDs
         self.rejections = rejections
-        self.scheduledCount = schedule.count / 2
+        self.scheduledIDs = scheduledIDs
     }
 }

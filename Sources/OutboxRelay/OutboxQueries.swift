@@ -1,37 +1,52 @@
-/// Every statement the relay runs against the outbox table, as values. The table is the layout
-/// ruby_event_store-outbox's migration creates (`event_store_outbox`); rows of `format` are relayed.
+/// Every statement the relay runs against the outbox table and its dead-letter table, as values:
+/// SQL text with `$n` placeholders and the parameters, for the chosen ``OutboxLayout``.
 public struct OutboxQueries: Sendable {
+    public let layout: OutboxLayout
     public let table: TableName
+    /// Only rows of this `format` are relayed (res layout).
     public let format: String
 
-    public init(table: TableName, format: String = "sidekiq5") {
+    public init(layout: OutboxLayout = .res, table: TableName, format: String = "sidekiq5") {
+        self.layout = layout
         self.table = table
         self.format = format
     }
 
-    /// Resolves the table to `schema`, `name`; no row when it does not exist.
-    public var resolveTable: SQLStatement {
+    /// `<table>_dead_letters`, beside the outbox: the outbox's columns plus `error` and
+    /// `dead_lettered_at`.
+    public var deadLetterTable: TableName { table.sibling(suffix: "_dead_letters") }
+
+    /// The name of the partial index on pending rows that keeps each fetch a short index scan.
+    public var pendingIndexName: String { String((table.name + "_pending").utf8.prefix(63))! }
+
+    /// The format that, with the table and split key, makes up a lease key.
+    public var leaseFormat: String { layout == .res ? format : layout.rawValue }
+
+    // MARK: start-up
+
+    /// Resolves a table to `schema`, `name`; no row when it does not exist.
+    public func resolve(_ name: TableName) -> SQLStatement {
         SQLStatement(
             """
             SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
             WHERE c.oid = to_regclass($1)
-            """, [table.quoted])
+            """, [name.quoted])
     }
 
-    /// Whether the partial index that keeps fetches cheap exists (one row, `t` or `f`).
+    public var resolveTable: SQLStatement { resolve(table) }
+
+    /// Whether the pending-rows index exists (one row, `t` or `f`).
     public var hasPendingIndex: SQLStatement {
         SQLStatement(
             "SELECT EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass($1) AND relkind = 'i')",
-            [TableName.index(pendingIndexName, beside: table)])
+            [table.sibling(named: pendingIndexName).quoted])
     }
 
-    /// The partial index on pending rows, `(format, split_key, id) WHERE enqueued_at IS NULL`.
-    /// Without it PostgreSQL has to sort a key's whole backlog for each batch.
-    public var pendingIndexName: String { String((table.name + "_pending").utf8.prefix(63))! }
+    // MARK: relaying
 
     /// The split keys that have pending rows, found with one index probe per key (a loose index
-    /// scan), so the cost grows with the number of keys, not of rows; plus whether any pending row
-    /// has a NULL key.
+    /// scan), so the cost grows with the number of keys, not of rows; plus NULL when any pending row
+    /// has no key. Only for layouts with split keys.
     public var discoverKeys: SQLStatement {
         let t = table.quoted
         return SQLStatement(
@@ -49,25 +64,60 @@ public struct OutboxQueries: Sendable {
             """, [format])
     }
 
-    /// Up to `limit` pending rows of one key in `id` order, leaving out `skipping` (rows already
-    /// found unrelayable). Columns: id, payload, created_at in microseconds since the epoch.
+    /// Up to `limit` pending rows of one key in `id` order, leaving out `skipping` (rows found
+    /// unrelayable that could not be dead-lettered). Columns: id, payload bytes, created_at in
+    /// microseconds since the epoch, and the row's jid column (NULL where the layout has none).
     public func fetch(_ key: SplitKey, limit: Int, skipping: [Int64]) -> SQLStatement {
-        let keyCondition = key == .null ? "split_key IS NULL AND $2::varchar IS NULL" : "split_key = $2"
-        return SQLStatement(
-            name: key == .null ? "outbox_fetch_null" : "outbox_fetch",
-            """
-            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8 FROM \(table.quoted) \
-            WHERE format = $1 AND enqueued_at IS NULL AND \(keyCondition) AND id <> ALL($3::int8[]) \
-            ORDER BY id LIMIT $4
-            """, [format, key.value, skipping.postgresArrayLiteral, String(limit)])
+        let micros = "(extract(epoch FROM created_at) * 1000000)::int8"
+        switch layout {
+        case .res:
+            let keyCondition = key == .null ? "split_key IS NULL AND $2::varchar IS NULL" : "split_key = $2"
+            return SQLStatement(
+                name: key == .null ? "outbox_fetch_null" : "outbox_fetch",
+                """
+                SELECT id, payload, \(micros), NULL::varchar FROM \(table.quoted) \
+                WHERE format = $1 AND enqueued_at IS NULL AND \(keyCondition) AND id <> ALL($3::int8[]) \
+                ORDER BY id LIMIT $4
+                """, [format, key.value, skipping.postgresArrayLiteral, String(limit)])
+        case .reliableJob:
+            return SQLStatement(
+                name: "outbox_fetch",
+                """
+                SELECT id, convert_to(payload::text, 'UTF8'), \(micros), jid FROM \(table.quoted) \
+                WHERE status = 'pending' AND id <> ALL($1::int8[]) ORDER BY id LIMIT $2
+                """, [skipping.postgresArrayLiteral, String(limit)])
+        }
     }
 
-    /// Marks pushed rows enqueued, in one statement for the whole batch.
-    public func markEnqueued(_ ids: [Int64]) -> SQLStatement {
+    /// Marks pushed rows, in one statement for the whole batch: `enqueued_at = now()`, and for
+    /// sidekiq-reliable_job `status = 'enqueued'`, or `'scheduled'` for the ids in `scheduled`.
+    public func markEnqueued(_ ids: [Int64], scheduled: [Int64] = []) -> SQLStatement {
+        switch layout {
+        case .res:
+            return SQLStatement(
+                name: "outbox_mark",
+                "UPDATE \(table.quoted) SET enqueued_at = now() WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL",
+                [ids.postgresArrayLiteral])
+        case .reliableJob:
+            return SQLStatement(
+                name: "outbox_mark",
+                """
+                UPDATE \(table.quoted) SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \
+                enqueued_at = now(), updated_at = now() WHERE id = ANY($1::int8[]) AND status = 'pending'
+                """, [ids.postgresArrayLiteral, scheduled.postgresArrayLiteral])
+        }
+    }
+
+    /// Moves unrelayable rows into the dead-letter table with their reasons, in one statement, so
+    /// a row leaves the pending set exactly when its dead letter exists. Returns the moved ids.
+    public func deadLetter(_ rejections: [(id: Int64, reason: String)]) -> SQLStatement {
         SQLStatement(
-            name: "outbox_mark",
-            "UPDATE \(table.quoted) SET enqueued_at = now() WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL",
-            [ids.postgresArrayLiteral])
+            name: "outbox_dead_letter",
+            """
+            WITH moved AS (DELETE FROM \(table.quoted) WHERE id = ANY($1::int8[]) AND \(pendingCondition) RETURNING *) \
+            INSERT INTO \(deadLetterTable.quoted) SELECT moved.*, r.reason, now() FROM moved \
+            JOIN unnest($1::int8[], $2::text[]) AS r(id, reason) ON r.id = moved.id RETURNING id
+            """, [rejections.map(\.id).postgresArrayLiteral, rejections.map(\.reason).postgresArrayLiteral])
     }
 
     /// Takes the lease on a split key without waiting; one row, `t` when it was granted.
@@ -79,28 +129,84 @@ public struct OutboxQueries: Sendable {
         SQLStatement(name: "outbox_release", "SELECT pg_advisory_unlock($1::int8)", [String(key.value)])
     }
 
-    /// The DDL that creates the table as ruby_event_store-outbox's migration does, plus the
-    /// relay's partial index on pending rows; every statement is idempotent.
+    private var pendingCondition: String {
+        layout == .res ? "enqueued_at IS NULL" : "status = 'pending'"
+    }
+
+    // MARK: dead letters
+
+    /// Dead letters in id order: id, split key (NULL where none), error, when, payload bytes.
+    public func listDeadLetters(limit: Int) -> SQLStatement {
+        let key = layout == .res ? "split_key" : "NULL::varchar"
+        let payload = layout == .res ? "payload" : "convert_to(payload::text, 'UTF8')"
+        return SQLStatement(
+            """
+            SELECT id, \(key), error, to_char(dead_lettered_at, 'YYYY-MM-DD"T"HH24:MI:SS.US'), \(payload) \
+            FROM \(deadLetterTable.quoted) ORDER BY id LIMIT $1
+            """, [String(limit)])
+    }
+
+    /// Moves dead letters (the given ids, or all when `ids` is nil) back into the outbox as
+    /// pending rows with their original ids, so they are relayed again; returns the ids.
+    public func retryDeadLetters(_ ids: [Int64]?) -> SQLStatement {
+        let back = "DELETE FROM \(deadLetterTable.quoted) WHERE $1::int8[] IS NULL OR id = ANY($1::int8[]) RETURNING *"
+        let insert: String
+        switch layout {
+        case .res:
+            insert = """
+                INSERT INTO \(table.quoted) (id, split_key, format, payload, created_at, enqueued_at) \
+                SELECT id, split_key, format, payload, created_at, NULL FROM back ORDER BY id RETURNING id
+                """
+        case .reliableJob:
+            insert = """
+                INSERT INTO \(table.quoted) (id, jid, job_class, payload, status, enqueued_at, created_at, updated_at) \
+                SELECT id, jid, job_class, payload, 'pending', NULL, created_at, now() FROM back ORDER BY id RETURNING id
+                """
+        }
+        return SQLStatement("WITH back AS (\(back)) \(insert)", [ids?.postgresArrayLiteral])
+    }
+
+    /// Deletes dead letters for good; returns the ids.
+    public func discardDeadLetters(_ ids: [Int64]) -> SQLStatement {
+        SQLStatement("DELETE FROM \(deadLetterTable.quoted) WHERE id = ANY($1::int8[]) RETURNING id", [ids.postgresArrayLiteral])
+    }
+
+    // MARK: schema
+
+    /// The DDL for the outbox table of the layout (as its gem's migration creates it), its indexes,
+    /// the relay's partial index on pending rows, and the dead-letter table; all idempotent.
     public var createStatements: [String] {
         let t = table.quoted
-        let prefix = table.name
-        func index(_ suffix: String) -> String { "\"\(String((prefix + suffix).utf8.prefix(63))!)\"" }
-        return [
+        func index(_ suffix: String) -> String { table.sibling(named: String((table.name + suffix).utf8.prefix(63))!).quotedName }
+        var statements: [String]
+        switch layout {
+        case .res:
+            statements = [
+                """
+                CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, split_key varchar NULL, \
+                format varchar NOT NULL, payload bytea NOT NULL, created_at timestamp(6) NOT NULL, \
+                enqueued_at timestamp(6) NULL)
+                """,
+                "CREATE INDEX IF NOT EXISTS \(index("_format_enqueued_split")) ON \(t) (format, enqueued_at, split_key)",
+                "CREATE INDEX IF NOT EXISTS \(index("_created_enqueued")) ON \(t) (created_at, enqueued_at)",
+                "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (format, split_key, id) WHERE enqueued_at IS NULL",
+            ]
+        case .reliableJob:
+            statements = [
+                """
+                CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, jid varchar NOT NULL, \
+                job_class varchar NOT NULL, payload json NOT NULL, status varchar NOT NULL DEFAULT 'pending', \
+                enqueued_at timestamp(6) NULL, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL)
+                """,
+                "CREATE INDEX IF NOT EXISTS \(index("_jid")) ON \(t) (jid)",
+                "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (id) WHERE status = 'pending'",
+            ]
+        }
+        statements.append(
             """
-            CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, split_key varchar NULL, \
-            format varchar NOT NULL, payload bytea NOT NULL, created_at timestamp(6) NOT NULL, \
-            enqueued_at timestamp(6) NULL)
-            """,
-            "CREATE INDEX IF NOT EXISTS \(index("_format_enqueued_split")) ON \(t) (format, enqueued_at, split_key)",
-            "CREATE INDEX IF NOT EXISTS \(index("_created_enqueued")) ON \(t) (created_at, enqueued_at)",
-            "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (format, split_key, id) WHERE enqueued_at IS NULL",
-        ]
-    }
-}
-
-extension TableName {
-    /// An index name in the table's schema, quoted, for `to_regclass`.
-    static func index(_ name: String, beside table: TableName) -> String {
-        [table.schema, name].compactMap { $0 }.map { "\"\($0)\"" }.joined(separator: ".")
+            CREATE TABLE IF NOT EXISTS \(deadLetterTable.quoted) (LIKE \(t), error text NOT NULL, \
+            dead_lettered_at timestamp(6) NOT NULL DEFAULT now(), PRIMARY KEY (id))
+            """)
+        return statements
     }
 }

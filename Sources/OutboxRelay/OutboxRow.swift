@@ -6,10 +6,14 @@ public struct OutboxRow: Sendable, Equatable {
     public let payload: [UInt8]
     /// `created_at` in microseconds since the Unix epoch (the column is read as UTC).
     public let createdAtMicros: Int64
+    /// The row's own jid column, where the layout has one (sidekiq-reliable_job): a payload without
+    /// a `jid` gets this one, so the gem's middleware finds the row again.
+    public let jid: String?
 
-    public init(id: Int64, payload: [UInt8], createdAtMicros: Int64) {
+    public init(id: Int64, payload: [UInt8], createdAtMicros: Int64, jid: String? = nil) {
         self.id = id
         self.payload = payload
         self.createdAtMicros = createdAtMicros
+        self.jid = jid
     }
 }

@@ -3,6 +3,7 @@ public struct RelayConfiguration: Sendable {
     /// libpq connection string or `postgresql://` URL; may hold a password, so never print it.
     public var databaseURL: String
     public var redis: RedisEndpoint
+    public var layout: OutboxLayout
     public var table: TableName
     /// Only rows with this `format` are relayed.
     public var messageFormat: String
@@ -22,12 +23,13 @@ public struct RelayConfiguration: Sendable {
     public static let batchSizeRange = 1...10_000
 
     public init(
-        databaseURL: String, redis: RedisEndpoint, table: TableName, messageFormat: String = "sidekiq5",
+        databaseURL: String, redis: RedisEndpoint, layout: OutboxLayout = .res, table: TableName, messageFormat: String = "sidekiq5",
         splitKeys: [SplitKey]? = nil, batchSize: Int = 100, sleepOnEmpty: Double = 0.5, batchesPerLease: Int = 10,
         sidekiq: SidekiqJobEncoder = SidekiqJobEncoder(), keys: SidekiqKeys = SidekiqKeys(), networkTimeout: Double = 10
     ) {
         self.databaseURL = databaseURL
         self.redis = redis
+        self.layout = layout
         self.table = table
         self.messageFormat = messageFormat
         self.splitKeys = splitKeys
@@ -39,5 +41,5 @@ public struct RelayConfiguration: Sendable {
         self.networkTimeout = networkTimeout
     }
 
-    public var queries: OutboxQueries { OutboxQueries(table: table, format: messageFormat) }
+    public var queries: OutboxQueries { OutboxQueries(layout: layout, table: table, format: messageFormat) }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A SQL statement as a value: text with `$n` placeholders and the parameters bound to them.
 /// Values never become part of the text; identifiers are validated and quoted by ``TableName``.
 public struct SQLStatement: Sendable, Equatable, CustomStringConvertible {
@@ -20,5 +22,13 @@ extension Array where Element == Int64 {
     /// The ids as a PostgreSQL array literal, `{1,2,3}`, for a `$n::int8[]` parameter.
     public var postgresArrayLiteral: String {
         "{" + map(String.init).joined(separator: ",") + "}"
+    }
+}
+
+extension Array where Element == String {
+    /// The strings as a PostgreSQL array literal, `{"a","b \"c\""}`, for a `$n::text[]` parameter.
+    public var postgresArrayLiteral: String {
+        "{" + map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
     }
 }

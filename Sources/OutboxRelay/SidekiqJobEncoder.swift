@@ -47,7 +47,7 @@ public struct SidekiqJobEncoder: Sendable {
 
         var edit = JSONObjectEdit(scan)
         if dropAt { edit.remove("at") }
-        if scan.member("jid") == nil { edit.set("jid", "\"\(makeJID())\"") }
+        if scan.member("jid") == nil { edit.set("jid", "\"\(row.jid.map(JSONText.escaped) ?? makeJID())\"") }
         let createdAt = timestamps.format(micros: row.createdAtMicros)
         if scan.member("created_at") == nil { edit.set("created_at", createdAt) }
         if scheduledAt == nil {

@@ -22,8 +22,16 @@ public struct TableName: Sendable, Hashable, CustomStringConvertible {
 
     /// A derived name in the same schema, for example the dead-letter table beside the outbox.
     public func sibling(suffix: String) -> TableName {
-        TableName(schema: schema, name: String((name + suffix).utf8.prefix(63))!)
+        sibling(named: String((name + suffix).utf8.prefix(63))!)
     }
+
+    /// Another relation (table or index) in the same schema.
+    public func sibling(named other: String) -> TableName {
+        TableName(schema: schema, name: other)
+    }
+
+    /// The bare name quoted, without the schema, as index names are written in CREATE INDEX.
+    public var quotedName: String { "\"\(name)\"" }
 
     public var description: String {
         [schema, name].compactMap { $0 }.joined(separator: ".")

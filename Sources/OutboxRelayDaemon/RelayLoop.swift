@@ -18,7 +18,11 @@ public final class RelayLoop {
     private var postgres: PostgresConnection?
     private var redis: RedisConnection?
     private var resolvedTable = ""
+    /// Rows that could not be relayed nor dead-lettered, per key; forgotten every few minutes so
+    /// they are tried again (for example once the dead-letter table exists).
     private var skipped: [SplitKey: Set<Int64>] = [:]
+    private var skippedSince: Int64 = 0
+    private static let skipMemoryMicros: Int64 = 300_000_000
     private var rotation = KeyRotation(start: Int(getpid()))
     private var backoff = Backoff()
     private var announcedReady = false
@@ -136,7 +140,11 @@ public final class RelayLoop {
     // MARK: relaying
 
     private func pass() throws {
-        let keys = try configuration.splitKeys ?? discoverKeys()
+        if nowMicros() - skippedSince > Self.skipMemoryMicros {
+            skipped = [:]
+            skippedSince = nowMicros()
+        }
+        let keys = configuration.layout.hasSplitKeys ? try configuration.splitKeys ?? discoverKeys() : [.null]
         var worked = false
         for key in rotation.order(keys) where !stop.isStopRequested {
             if try serve(key) > 0 { worked = true }
@@ -155,7 +163,7 @@ public final class RelayLoop {
     private func serve(_ key: SplitKey) throws -> Int {
         let postgres = postgres!
         let queries = configuration.queries
-        let lease = LeaseKey(table: resolvedTable, format: configuration.messageFormat, splitKey: key)
+        let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
         guard try postgres.query(queries.tryLease(lease)).bool(0, 0) == true else {
             logger.debug("split key leased by another instance", metadata: ["outbox.split_key": "\(key)"])
             return 0
@@ -170,17 +178,15 @@ public final class RelayLoop {
         while !stop.isStopRequested {
             let skipping = skipped[key].map { $0.sorted() } ?? []
             let result = try postgres.query(queries.fetch(key, limit: configuration.batchSize, skipping: skipping), binary: true)
-            let rows = (0..<result.count).map { OutboxRow(id: result.int64($0, 0)!, payload: result.bytes($0, 1)!, createdAtMicros: result.int64($0, 2)!) }
+            let rows = (0..<result.count).map {
+                OutboxRow(id: result.int64($0, 0)!, payload: result.bytes($0, 1)!, createdAtMicros: result.int64($0, 2)!, jid: result.text($0, 3))
+            }
             if rows.isEmpty { break }
             let plan = BatchPlan(
                 rows: rows, encoder: configuration.sidekiq, keys: configuration.keys, nowMicros: nowMicros(), makeJID: makeJID)
-            for rejection in plan.rejections where skipped[key, default: []].insert(rejection.id).inserted {
-                logger.error(
-                    "row cannot be relayed and stays pending: \(rejection.reason)",
-                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
-            }
             if !plan.pushCommands.isEmpty { try push(plan.pushCommands) }
-            if !plan.markIDs.isEmpty { try postgres.query(queries.markEnqueued(plan.markIDs)) }
+            if !plan.markIDs.isEmpty { try postgres.query(queries.markEnqueued(plan.markIDs, scheduled: plan.scheduledIDs)) }
+            if !plan.rejections.isEmpty { try deadLetter(plan.rejections, key: key, on: postgres) }
             relayed += plan.markIDs.count
             handled += rows.count
             logger.debug(
@@ -197,6 +203,31 @@ public final class RelayLoop {
                 ])
         }
         return handled
+    }
+
+    /// Moves rows that cannot be relayed into the dead-letter table. When that fails (most often
+    /// because the table was never created), the rows stay pending and this process skips them.
+    private func deadLetter(_ rejections: [BatchPlan.Rejection], key: SplitKey, on postgres: PostgresConnection) throws {
+        let statement = configuration.queries.deadLetter(rejections.map { ($0.id, $0.reason) })
+        do {
+            try postgres.query(statement)
+            for rejection in rejections {
+                logger.error(
+                    "row dead-lettered: \(rejection.reason)",
+                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
+            }
+        } catch where error.code == .connectionLost {
+            throw error
+        } catch {
+            let why = error.isUndefinedTable
+                ? "the dead-letter table \(configuration.queries.deadLetterTable) does not exist (run 'outbox-relay migrate')"
+                : "it could not be dead-lettered: \(error)"
+            for rejection in rejections where skipped[key, default: []].insert(rejection.id).inserted {
+                logger.error(
+                    "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(why)",
+                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
+            }
+        }
     }
 
     private func push(_ commands: [RedisCommand]) throws {

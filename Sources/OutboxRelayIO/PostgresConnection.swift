@@ -29,6 +29,8 @@ public final class PostgresConnection {
             PQfinish(handle)
             throw PostgresError(.connectionFailed, "cannot connect to PostgreSQL: \(message)")
         }
+        // Notices ("relation already exists, skipping") are not for the relay's output.
+        PQsetNoticeReceiver(handle, { _, _ in }, nil)
         self.connection = handle
     }
 
@@ -129,7 +131,7 @@ public final class PostgresConnection {
     private static func trimmed(_ message: UnsafePointer<CChar>?) -> String {
         guard let message else { return "unknown error" }
         return String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
-            .replacingOccurrences(of: "\n", with: "; ")
+            .replacingOccurrences(of: "\n", with: "; ").replacingOccurrences(of: "\t", with: "")
     }
 }
 

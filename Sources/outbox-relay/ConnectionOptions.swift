@@ -19,16 +19,9 @@ struct ConnectionOptions: ParsableArguments {
 
     /// The URLs from the flags or the environment, checked; errors name the problem, never a password.
     func resolved(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Resolved {
-        guard let databaseURL = databaseURL ?? environment["DATABASE_URL"], !databaseURL.isEmpty else {
-            throw ValidationError("--database-url is missing (or set DATABASE_URL)")
-        }
+        let databaseURL = try Self.databaseURL(databaseURL, environment: environment)
         guard let redisURL = redisURL ?? environment["REDIS_URL"], !redisURL.isEmpty else {
             throw ValidationError("--redis-url is missing (or set REDIS_URL)")
-        }
-        do {
-            try PostgresConnection.validate(connectionString: databaseURL)
-        } catch {
-            throw ValidationError("--database-url: \(error.message)")
         }
         let redis: RedisEndpoint
         do {
@@ -38,5 +31,18 @@ struct ConnectionOptions: ParsableArguments {
         }
         let redactor = SecretRedactor(connectionString: databaseURL).adding([redis.password].compactMap { $0 })
         return Resolved(databaseURL: databaseURL, redis: redis, redactor: redactor)
+    }
+
+    /// The database URL from the flag or `DATABASE_URL`, checked by libpq.
+    static func databaseURL(_ flag: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> String {
+        guard let url = flag ?? environment["DATABASE_URL"], !url.isEmpty else {
+            throw ValidationError("--database-url is missing (or set DATABASE_URL)")
+        }
+        do {
+            try PostgresConnection.validate(connectionString: url)
+        } catch {
+            throw ValidationError("--database-url: \(error.message)")
+        }
+        return url
     }
 }

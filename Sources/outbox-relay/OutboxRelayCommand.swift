@@ -8,7 +8,7 @@ struct OutboxRelayCommand: AsyncParsableCommand {
         commandName: "outbox-relay",
         abstract: "Moves committed rows from a PostgreSQL outbox table into Sidekiq's Redis queues.",
         version: OutboxRelayVersion.current,
-        subcommands: [RunCommand.self],
+        subcommands: [RunCommand.self, MigrateCommand.self, DeadLettersCommand.self],
         defaultSubcommand: RunCommand.self
     )
 
@@ -21,6 +21,9 @@ struct OutboxRelayCommand: AsyncParsableCommand {
             } else {
                 try command.run()
             }
+        } catch let failure as CommandFailure {
+            FileHandle.standardError.write(Data("outbox-relay: \(failure.description)\n".utf8))
+            Foundation.exit(1)
         } catch {
             let code = exitCode(for: error)
             if code == .success {

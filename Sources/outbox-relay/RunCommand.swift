@@ -14,6 +14,7 @@ struct RunCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var outbox: OutboxOptions
 
     @Option(help: ArgumentHelp("Split keys to serve, comma-separated; default: every key with pending rows.", valueName: "a,b,c"))
     var splitKeys: String?
@@ -27,11 +28,14 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Log level: fatal, error, warn, info or debug.", valueName: "level"))
     var logLevel: String = "info"
 
-    @Option(help: ArgumentHelp("The outbox table, optionally schema-qualified.", valueName: "name"))
-    var table: String = "event_store_outbox"
+    @Option(help: ArgumentHelp("redis-namespace prefix for Sidekiq <= 6.5 (keys become NS:queue:<q>).", valueName: "NS"))
+    var redisNamespace: String?
 
-    @Option(help: ArgumentHelp("Outbox row format to relay; only sidekiq5 exists.", valueName: "format"))
-    var messageFormat: String = "sidekiq5"
+    @Option(help: ArgumentHelp("How to write enqueued_at and created_at: float (Sidekiq 6, 7, 8) or millis (Sidekiq 8 only).", valueName: "style"))
+    var sidekiqTimestamps: TimestampStyle = .float
+
+    @Option(help: ArgumentHelp("Largest payload relayed; larger rows are dead-lettered.", valueName: "bytes"))
+    var maxPayloadBytes: Int = 10 * 1024 * 1024
 
     func validate() throws {
         guard RelayConfiguration.batchSizeRange.contains(batchSize) else {
@@ -43,16 +47,17 @@ struct RunCommand: AsyncParsableCommand {
         guard LogLevelName.parse(logLevel) != nil else {
             throw ValidationError("--log-level must be fatal, error, warn, info or debug, got '\(logLevel)'")
         }
-        guard messageFormat == "sidekiq5" else {
-            throw ValidationError("--message-format must be sidekiq5, got '\(messageFormat)'")
-        }
-        do {
-            _ = try TableName(table)
-        } catch {
-            throw ValidationError("--table: \(error.message)")
-        }
         if let splitKeys, parsedSplitKeys(splitKeys).isEmpty {
             throw ValidationError("--split-keys names no key")
+        }
+        if splitKeys != nil && !outbox.schema.hasSplitKeys {
+            throw ValidationError("--split-keys: the \(outbox.schema.rawValue) layout has no split key column")
+        }
+        if let redisNamespace, redisNamespace.isEmpty || redisNamespace.contains(where: \.isWhitespace) {
+            throw ValidationError("--redis-namespace must be a non-empty word, got '\(redisNamespace)'")
+        }
+        guard maxPayloadBytes >= 64 else {
+            throw ValidationError("--max-payload-bytes must be at least 64, got \(maxPayloadBytes)")
         }
         _ = try connection.resolved()
     }
@@ -60,9 +65,11 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let connection = try connection.resolved()
         let configuration = RelayConfiguration(
-            databaseURL: connection.databaseURL, redis: connection.redis, table: try TableName(table),
-            messageFormat: messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
-            sleepOnEmpty: sleepOnEmpty)
+            databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),
+            messageFormat: outbox.messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
+            sleepOnEmpty: sleepOnEmpty,
+            sidekiq: SidekiqJobEncoder(timestamps: sidekiqTimestamps, maximumPayloadBytes: maxPayloadBytes),
+            keys: SidekiqKeys(namespace: redisNamespace))
         let redactor = connection.redactor
         let level = LogLevelName.parse(logLevel)!
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, redactor: redactor) }

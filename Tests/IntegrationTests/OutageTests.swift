@@ -63,22 +63,27 @@ import Testing
 /// A Redis server of the test's own, so it can be stopped and started again on the same port.
 final class PrivateRedis {
     let port: Int
+    let extraArguments: [String]
+    /// How the test itself connects (with the password, when one is set).
+    let adminEndpoint: RedisEndpoint
     private var process: Process?
 
-    init() throws {
+    init(extraArguments: [String] = [], password: String? = nil) throws {
         port = Int.random(in: 20000..<60000)
+        self.extraArguments = extraArguments
+        adminEndpoint = RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port), password: password)
         try start()
     }
 
     func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"]
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         self.process = process
         try waitUntil("private Redis up", seconds: 10) {
-            (try? RedisConnection(endpoint: RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)), timeout: 1)) != nil
+            (try? RedisConnection(endpoint: adminEndpoint, timeout: 1)) != nil
         }
     }
 

@@ -63,9 +63,11 @@ import Testing
         #expect(try outbox.queue("late") == [Self.pushed("late", 3)])
     }
 
-    @Test func skipsBadRowsWithoutHoldingBackTheRowsBehindThem() throws {
+    /// Without a dead-letter table, bad rows stay pending and are skipped; the error names the fix.
+    @Test func skipsBadRowsWhenTheDeadLetterTableIsMissing() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
+        try outbox.postgres.execute("DROP TABLE \(outbox.queries.deadLetterTable.quoted)")
         var rows: [(SplitKey, String)] = [(.named("q"), "not json"), (.named("q"), #"{"class":"J","args":[]}"#)]
         rows += (0..<20).map { (.named("q"), Self.payload("q", $0)) }
         let ids = try outbox.insert(rows)
@@ -77,6 +79,7 @@ import Testing
         #expect(try outbox.enqueuedIDs() == Array(ids[2...]))
         let errors = relay.logs.lines.filter { $0.contains(" error ") }
         #expect(errors.count == 2, "each bad row is reported once: \(errors)")
+        #expect(errors.allSatisfy { $0.contains("stays pending") && $0.contains("run 'outbox-relay migrate'") })
         #expect(errors.contains { $0.contains("outbox.row_id=\(ids[0])") && $0.contains("not a JSON object") })
         #expect(errors.contains { $0.contains("outbox.row_id=\(ids[1])") && $0.contains(#"no "queue" string"#) })
     }

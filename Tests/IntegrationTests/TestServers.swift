@@ -32,15 +32,17 @@ enum TestSetupError: Error {
 final class TestOutbox: @unchecked Sendable {
     let servers: TestServers
     let table: TableName
+    let layout: OutboxLayout
     let redisDatabase: Int
     let postgres: PostgresConnection
     let redis: RedisConnection
 
     private static let counter = Counter()
 
-    init() throws {
+    init(layout: OutboxLayout = .res, migrate: Bool = true) throws {
         servers = try TestServers.fromEnvironment()
         let number = TestOutbox.counter.next()
+        self.layout = layout
         table = try TableName("outbox_test_\(getpid())_\(number)")
         redisDatabase = 1 + number % 250
         postgres = try PostgresConnection(connectionString: servers.databaseURL)
@@ -48,10 +50,12 @@ final class TestOutbox: @unchecked Sendable {
         endpoint.database = redisDatabase
         redis = try RedisConnection(endpoint: endpoint, timeout: 5)
         _ = try redis.send([RedisCommand("FLUSHDB")])
-        for statement in queries.createStatements { try postgres.execute(statement) }
+        if migrate {
+            for statement in queries.createStatements { try postgres.execute(statement) }
+        }
     }
 
-    var queries: OutboxQueries { OutboxQueries(table: table) }
+    var queries: OutboxQueries { OutboxQueries(layout: layout, table: table) }
 
     var redisEndpoint: RedisEndpoint {
         var endpoint = try! RedisEndpoint(url: servers.redisURL)
@@ -63,13 +67,15 @@ final class TestOutbox: @unchecked Sendable {
 
     func configuration(splitKeys: [SplitKey]? = nil, batchSize: Int = 100) -> RelayConfiguration {
         RelayConfiguration(
-            databaseURL: servers.databaseURL, redis: redisEndpoint, table: table, splitKeys: splitKeys, batchSize: batchSize,
+            databaseURL: servers.databaseURL, redis: redisEndpoint, layout: layout, table: table, splitKeys: splitKeys, batchSize: batchSize,
             sleepOnEmpty: 0.05, networkTimeout: 5)
     }
 
-    /// Inserts rows `(split_key, payload)` in order in one statement; returns their ids.
+    /// Inserts rows `(split_key, payload)` in order in one statement; returns their ids. Without
+    /// `createdAt` the rows are created now (UTC).
     @discardableResult
-    func insert(_ rows: [(SplitKey, String)], createdAt: String = "2024-01-02 03:04:05.123456") throws -> [Int64] {
+    func insert(_ rows: [(SplitKey, String)], createdAt: String? = "2024-01-02 03:04:05.123456") throws -> [Int64] {
+        if layout == .reliableJob { return try insertReliableJobs(rows.map(\.1), createdAt: createdAt) }
         var ids: [Int64] = []
         for chunk in stride(from: 0, to: rows.count, by: 5000).map({ Array(rows[$0..<min($0 + 5000, rows.count)]) }) {
             let keys = chunk.map { $0.0.value.map { "\"\($0)\"" } ?? "NULL" }.joined(separator: ",")
@@ -78,7 +84,7 @@ final class TestOutbox: @unchecked Sendable {
                 SQLStatement(
                     """
                     INSERT INTO \(table.quoted) (split_key, format, payload, created_at) \
-                    SELECT k, 'sidekiq5', convert_to(p, 'UTF8'), $3::timestamp FROM unnest($1::varchar[], $2::text[]) WITH ORDINALITY AS u(k, p, n) ORDER BY n \
+                    SELECT k, 'sidekiq5', convert_to(p, 'UTF8'), COALESCE($3::timestamp, now() AT TIME ZONE 'utc') FROM unnest($1::varchar[], $2::text[]) WITH ORDINALITY AS u(k, p, n) ORDER BY n \
                     RETURNING id
                     """, ["{\(keys)}", "{\(payloads)}", createdAt]))
             ids += (0..<result.count).map { result.int64($0, 0)! }
@@ -86,8 +92,39 @@ final class TestOutbox: @unchecked Sendable {
         return ids.sorted()
     }
 
+    /// Inserts one row whose payload is the raw `bytes`, valid UTF-8 or not.
+    @discardableResult
+    func insertRaw(_ key: SplitKey, _ bytes: [UInt8]) throws -> Int64 {
+        let hex = bytes.map { String(format: "%02x", $0) }.joined()
+        return try postgres.query(SQLStatement(
+            "INSERT INTO \(table.quoted) (split_key, format, payload, created_at) VALUES ($1, 'sidekiq5', decode($2, 'hex'), now() AT TIME ZONE 'utc') RETURNING id",
+            [key.value, hex])).int64(0, 0)!
+    }
+
+    /// sidekiq-reliable_job rows: jid and job_class taken from the payload where it has them.
+    private func insertReliableJobs(_ payloads: [String], createdAt: String?) throws -> [Int64] {
+        var ids: [Int64] = []
+        for payload in payloads {
+            let result = try postgres.query(SQLStatement(
+                """
+                INSERT INTO \(table.quoted) (jid, job_class, payload, created_at, updated_at) \
+                SELECT coalesce(p->>'jid', md5(random()::text)), coalesce(p->>'class', '?'), p, c, c \
+                FROM (SELECT $1::json AS p, COALESCE($2::timestamp, now() AT TIME ZONE 'utc') AS c) AS v RETURNING id
+                """, [payload, createdAt]))
+            ids.append(result.int64(0, 0)!)
+        }
+        return ids
+    }
+
     func pendingCount() throws -> Int {
-        try Int(postgres.query(SQLStatement("SELECT count(*) FROM \(table.quoted) WHERE enqueued_at IS NULL")).int64(0, 0)!)
+        let condition = layout == .res ? "enqueued_at IS NULL" : "status = 'pending'"
+        return try Int(postgres.query(SQLStatement("SELECT count(*) FROM \(table.quoted) WHERE \(condition)")).int64(0, 0)!)
+    }
+
+    /// `(id, error)` of every dead letter, in id order.
+    func deadLetters() throws -> [(Int64, String)] {
+        let rows = try postgres.query(SQLStatement("SELECT id, error FROM \(queries.deadLetterTable.quoted) ORDER BY id"))
+        return (0..<rows.count).map { (rows.int64($0, 0)!, rows.text($0, 1)!) }
     }
 
     func enqueuedIDs() throws -> [Int64] {
@@ -107,7 +144,7 @@ final class TestOutbox: @unchecked Sendable {
     }
 
     func drop() {
-        _ = try? postgres.execute("DROP TABLE IF EXISTS \(table.quoted)")
+        _ = try? postgres.execute("DROP TABLE IF EXISTS \(table.quoted), \(queries.deadLetterTable.quoted)")
         _ = try? redis.send([RedisCommand("FLUSHDB")])
     }
 }

@@ -41,7 +41,7 @@ import Testing
             RedisCommand([Array("ZADD".utf8), Array("ns:schedule".utf8), Array("3.5".utf8), Array(#"{"class":"J","queue":"a","jid":"1","created_at":1.0}"#.utf8)]),
             RedisCommand("EXEC"),
         ])
-        #expect(plan.scheduledCount == 1)
+        #expect(plan.scheduledIDs == [1])
         #expect(plan.markIDs == [1, 2])
     }
 

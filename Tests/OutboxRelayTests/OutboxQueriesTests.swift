@@ -8,7 +8,7 @@ import Testing
     @Test func fetchesOneKeyInIdOrderSkippingKnownBadRows() {
         let statement = queries.fetch(.named("default"), limit: 100, skipping: [4, 9])
         #expect(statement.sql == """
-            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8 FROM "event_store_outbox" \
+            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8, NULL::varchar FROM "event_store_outbox" \
             WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2 AND id <> ALL($3::int8[]) ORDER BY id LIMIT $4
             """)
         #expect(statement.parameters == ["sidekiq5", "default", "{4,9}", "100"])
@@ -44,7 +44,47 @@ import Testing
 
     @Test func createsTheResOutboxLayoutIdempotently() {
         #expect(queries.createStatements.allSatisfy { $0.contains("IF NOT EXISTS") })
-        #expect(queries.createStatements.last == #"CREATE INDEX IF NOT EXISTS "event_store_outbox_pending" ON "event_store_outbox" (format, split_key, id) WHERE enqueued_at IS NULL"#)
+        #expect(queries.createStatements[3] == #"CREATE INDEX IF NOT EXISTS "event_store_outbox_pending" ON "event_store_outbox" (format, split_key, id) WHERE enqueued_at IS NULL"#)
+        #expect(queries.createStatements[4] == """
+            CREATE TABLE IF NOT EXISTS "event_store_outbox_dead_letters" (LIKE "event_store_outbox", error text NOT NULL, \
+            dead_lettered_at timestamp(6) NOT NULL DEFAULT now(), PRIMARY KEY (id))
+            """)
+    }
+
+    @Test func movesBadRowsToDeadLettersInOneStatement() {
+        let statement = queries.deadLetter([(4, #"bad "json""#), (9, "no queue")])
+        #expect(statement.sql == """
+            WITH moved AS (DELETE FROM "event_store_outbox" WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL RETURNING *) \
+            INSERT INTO "event_store_outbox_dead_letters" SELECT moved.*, r.reason, now() FROM moved \
+            JOIN unnest($1::int8[], $2::text[]) AS r(id, reason) ON r.id = moved.id RETURNING id
+            """)
+        #expect(statement.parameters == ["{4,9}", #"{"bad \"json\"","no queue"}"#])
+    }
+
+    @Test func putsDeadLettersBackAsPendingRowsUnderTheirIds() {
+        let statement = queries.retryDeadLetters([7])
+        #expect(statement.sql.hasPrefix(#"WITH back AS (DELETE FROM "event_store_outbox_dead_letters" WHERE $1::int8[] IS NULL OR id = ANY($1::int8[]) RETURNING *)"#))
+        #expect(statement.sql.hasSuffix("SELECT id, split_key, format, payload, created_at, NULL FROM back ORDER BY id RETURNING id"))
+        #expect(statement.parameters == ["{7}"])
+        #expect(queries.retryDeadLetters(nil).parameters == [nil])
+    }
+
+    @Test func servesTheReliableJobLayoutByStatus() throws {
+        let reliable = OutboxQueries(layout: .reliableJob, table: try TableName("reliable_job_outbox"))
+        let fetch = reliable.fetch(.null, limit: 50, skipping: [])
+        #expect(fetch.sql == """
+            SELECT id, convert_to(payload::text, 'UTF8'), (extract(epoch FROM created_at) * 1000000)::int8, jid \
+            FROM "reliable_job_outbox" WHERE status = 'pending' AND id <> ALL($1::int8[]) ORDER BY id LIMIT $2
+            """)
+        #expect(fetch.parameters == ["{}", "50"])
+        let mark = reliable.markEnqueued([1, 2, 3], scheduled: [2])
+        #expect(mark.sql == """
+            UPDATE "reliable_job_outbox" SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \
+            enqueued_at = now(), updated_at = now() WHERE id = ANY($1::int8[]) AND status = 'pending'
+            """)
+        #expect(mark.parameters == ["{1,2,3}", "{2}"])
+        #expect(reliable.leaseFormat == "reliable_job")
+        #expect(reliable.deadLetter([(1, "x")]).sql.contains("AND status = 'pending' RETURNING *"))
     }
 }
 

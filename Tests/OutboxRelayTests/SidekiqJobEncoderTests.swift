@@ -73,3 +73,11 @@ import Testing
         }
     }
 }
+
+@Suite struct RowJIDTests {
+    @Test func aPayloadWithoutJidTakesTheRowsJidColumn() throws {
+        let row = OutboxRow(id: 1, payload: Array(#"{"class":"J","queue":"q","created_at":1.0}"#.utf8), createdAtMicros: 1_000_000, jid: "abc\"def")
+        let job = try SidekiqJobEncoder().encode(row, nowMicros: 0, makeJID: { "unused" })
+        #expect(String(decoding: job.json, as: UTF8.self) == #"{"class":"J","queue":"q","created_at":1.0,"jid":"abc\"def","enqueued_at":1.0}"#)
+    }
+}
