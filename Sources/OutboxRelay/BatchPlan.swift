@@ -1,65 +1,81 @@
-/// What to do with one fetched batch: the Redis commands that push its valid jobs, the ids to
+/// What to do with one fetched batch: the jobs to push, per queue and to the schedule, the ids to
 /// mark enqueued once Redis has them, and the rows that cannot be relayed, with the reason.
 ///
-/// The rule that matters: ``markIDs`` may only be marked after ``pushCommands`` succeeded.
+/// The rule that matters: ``markIDs`` may only be marked after the push of ``pushedIDs``
+/// succeeded (see ``FencedPush``).
 public struct BatchPlan: Sendable, Equatable {
     public struct Rejection: Sendable, Equatable {
         public let id: Int64
         public let reason: String
     }
 
-    public let pushCommands: [RedisCommand]
+    /// One queue's jobs, in row order.
+    public struct QueuedJobs: Sendable, Equatable {
+        public let queue: String
+        public var jobs: [[UInt8]]
+    }
+
+    /// Jobs for `LPUSH`, queue by queue in order of first appearance.
+    public let queued: [QueuedJobs]
+    /// `(score, json)` pairs for `ZADD schedule`.
+    public let scheduled: [(score: String, json: [UInt8])]
+    /// Rows whose jobs this batch pushes.
+    public let pushedIDs: [Int64]
+    /// Every row to mark: those pushed now and those Redis already had (`alreadyPushed`).
     public let markIDs: [Int64]
-    public let rejections: [Rejection]
-    /// The rows whose jobs went to `schedule` rather than a queue.
+    /// The rows (pushed now or before) whose jobs went to `schedule` rather than a queue.
     public let scheduledIDs: [Int64]
+    public let rejections: [Rejection]
 
     /// Plans the push of `rows` (in `id` order). Jobs of one queue go into a single LPUSH in row
-    /// order, so Sidekiq's BRPOP takes them first-in first-out; the whole push is one MULTI/EXEC
-    /// transaction, so Redis holds all of the batch or none of it.
+    /// order, so Sidekiq's BRPOP takes them first-in first-out. Rows in `alreadyPushed` (pushed
+    /// by an earlier holder of the lease, which died before marking them) are only marked.
     public init(
-        rows: [OutboxRow], encoder: SidekiqJobEncoder, keys: SidekiqKeys, nowMicros: Int64,
+        rows: [OutboxRow], encoder: SidekiqJobEncoder, nowMicros: Int64, alreadyPushed: Set<Int64> = [],
         makeJID: () -> String
     ) {
-        var queueOrder: [String] = []
-        var queued: [String: [[UInt8]]] = [:]
-        var schedule: [[UInt8]] = []
-        var scheduledIDs: [Int64] = []
+        var queued: [QueuedJobs] = []
+        var queueIndex: [String: Int] = [:]
+        var scheduled: [(score: String, json: [UInt8])] = []
+        var pushedIDs: [Int64] = []
         var markIDs: [Int64] = []
+        var scheduledIDs: [Int64] = []
         var rejections: [Rejection] = []
         for row in rows {
+            let job: SidekiqJob
             do {
-                let job = try encoder.encode(row, nowMicros: nowMicros, makeJID: makeJID)
-                markIDs.append(row.id)
-                switch job.placement {
-                case .immediate:
-                    if queued[job.queue] == nil { queueOrder.append(job.queue) }
-                    queued[job.queue, default: []].append(job.json)
-                case .scheduled(let score):
-                    scheduledIDs.append(row.id)
-                    schedule.append(Array(score.utf8))
-                    schedule.append(job.json)
-                }
+                job = try encoder.encode(row, nowMicros: nowMicros, makeJID: makeJID)
             } catch {
                 rejections.append(Rejection(id: row.id, reason: error.reason))
+                continue
+            }
+            markIDs.append(row.id)
+            if case .scheduled = job.placement { scheduledIDs.append(row.id) }
+            guard !alreadyPushed.contains(row.id) else { continue }
+            pushedIDs.append(row.id)
+            switch job.placement {
+            case .immediate:
+                if let index = queueIndex[job.queue] {
+                    queued[index].jobs.append(job.json)
+                } else {
+                    queueIndex[job.queue] = queued.count
+                    queued.append(QueuedJobs(queue: job.queue, jobs: [job.json]))
+                }
+            case .scheduled(let score):
+                scheduled.append((score, job.json))
             }
         }
-        var commands: [RedisCommand] = []
-        if !queueOrder.isEmpty {
-            commands.append(RedisCommand([Array("SADD".utf8), Array(keys.queues.utf8)] + queueOrder.map { Array($0.utf8) }))
-            for queue in queueOrder {
-                commands.append(RedisCommand([Array("LPUSH".utf8), Array(keys.queue(queue).utf8)] + queued[queue]!))
-            }
-        }
-        if !schedule.isEmpty {
-            commands.append(RedisCommand([Array("ZADD".utf8), Array(keys.schedule.utf8)] + schedule))
-        }
-        if !commands.isEmpty {
-            commands = [RedisCommand("MULTI")] + commands + [RedisCommand("EXEC")]
-        }
-        self.pushCommands = commands
+        self.queued = queued
+        self.scheduled = scheduled
+        self.pushedIDs = pushedIDs
         self.markIDs = markIDs
-        self.rejections = rejections
         self.scheduledIDs = scheduledIDs
+        self.rejections = rejections
+    }
+
+    public static func == (lhs: BatchPlan, rhs: BatchPlan) -> Bool {
+        lhs.queued == rhs.queued && lhs.scheduled.elementsEqual(rhs.scheduled, by: { $0.score == $1.score && $0.json == $1.json })
+            && lhs.pushedIDs == rhs.pushedIDs && lhs.markIDs == rhs.markIDs && lhs.scheduledIDs == rhs.scheduledIDs
+            && lhs.rejections == rhs.rejections
     }
 }

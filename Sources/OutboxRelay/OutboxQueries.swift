@@ -120,9 +120,14 @@ public struct OutboxQueries: Sendable {
             """, [rejections.map(\.id).postgresArrayLiteral, rejections.map(\.reason).postgresArrayLiteral])
     }
 
-    /// Takes the lease on a split key without waiting; one row, `t` when it was granted.
+    /// Takes the lease on a split key without waiting. One row: the fencing token when the lease
+    /// was granted (the id of this statement's transaction, which only grows across the whole
+    /// cluster, so a later holder always has a larger token), NULL when another session holds it.
     public func tryLease(_ key: LeaseKey) -> SQLStatement {
-        SQLStatement(name: "outbox_lease", "SELECT pg_try_advisory_lock($1::int8)", [String(key.value)])
+        SQLStatement(
+            name: "outbox_lease",
+            "SELECT CASE WHEN pg_try_advisory_lock($1::int8) THEN pg_current_xact_id()::text::int8 END",
+            [String(key.value)])
     }
 
     public func releaseLease(_ key: LeaseKey) -> SQLStatement {

@@ -16,13 +16,9 @@ public final class RelayLoop {
     private let random: () -> Double
 
     private var postgres: PostgresConnection?
-    private var redis: RedisConnection?
+    private var redis: FencedRedis?
     private var resolvedTable = ""
-    /// Rows that could not be relayed nor dead-lettered, per key; forgotten every few minutes so
-    /// they are tried again (for example once the dead-letter table exists).
-    private var skipped: [SplitKey: Set<Int64>] = [:]
-    private var skippedSince: Int64 = 0
-    private static let skipMemoryMicros: Int64 = 300_000_000
+    private var skipped = SkippedRows()
     private var rotation = KeyRotation(start: Int(getpid()))
     private var backoff = Backoff()
     private var announcedReady = false
@@ -84,7 +80,7 @@ public final class RelayLoop {
         }
         if redis == nil || redis?.isBroken == true {
             redis = nil
-            redis = try RedisConnection(endpoint: configuration.redis, timeout: configuration.networkTimeout)
+            redis = try FencedRedis(endpoint: configuration.redis, timeout: configuration.networkTimeout)
             logger.debug("connected to Redis", metadata: ["outbox.redis": "\(configuration.redis)"])
         }
         if !announcedReady {
@@ -109,6 +105,11 @@ public final class RelayLoop {
         case let error as RedisError:
             redis = nil
             lastProblemOrLog(error.description)
+        case let problem as RelayProblem where problem.kind == .fenced:
+            // Our session lost its leases without noticing; start over on fresh connections.
+            postgres = nil
+            redis = nil
+            lastProblemOrLog(problem.description)
         default:
             lastProblemOrLog("\(error)")
         }
@@ -140,14 +141,14 @@ public final class RelayLoop {
     // MARK: relaying
 
     private func pass() throws {
-        if nowMicros() - skippedSince > Self.skipMemoryMicros {
-            skipped = [:]
-            skippedSince = nowMicros()
-        }
+        skipped.expire(nowMicros: nowMicros())
         let keys = configuration.layout.hasSplitKeys ? try configuration.splitKeys ?? discoverKeys() : [.null]
         var worked = false
         for key in rotation.order(keys) where !stop.isStopRequested {
-            if try serve(key) > 0 { worked = true }
+            let lease = LeaseRun(
+                configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, logger: logger,
+                stop: stop, nowMicros: nowMicros, makeJID: makeJID)
+            if try lease.run(key, skipped: &skipped) > 0 { worked = true }
         }
         if !worked && !stop.isStopRequested {
             stop.sleep(seconds: configuration.sleepOnEmpty)
@@ -157,90 +158,6 @@ public final class RelayLoop {
     private func discoverKeys() throws -> [SplitKey] {
         let rows = try postgres!.query(configuration.queries.discoverKeys)
         return (0..<rows.count).map { SplitKey(rows.text($0, 0)) }
-    }
-
-    /// Leases `key` and relays its pending rows; returns how many rows it handled.
-    private func serve(_ key: SplitKey) throws -> Int {
-        let postgres = postgres!
-        let queries = configuration.queries
-        let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
-        guard try postgres.query(queries.tryLease(lease)).bool(0, 0) == true else {
-            logger.debug("split key leased by another instance", metadata: ["outbox.split_key": "\(key)"])
-            return 0
-        }
-        defer {
-            if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
-        }
-        let started = nowMicros()
-        var tempo = LeaseTempo(maximumBatches: configuration.batchesPerLease)
-        var relayed = 0
-        var handled = 0
-        while !stop.isStopRequested {
-            let skipping = skipped[key].map { $0.sorted() } ?? []
-            let result = try postgres.query(queries.fetch(key, limit: configuration.batchSize, skipping: skipping), binary: true)
-            let rows = (0..<result.count).map {
-                OutboxRow(id: result.int64($0, 0)!, payload: result.bytes($0, 1)!, createdAtMicros: result.int64($0, 2)!, jid: result.text($0, 3))
-            }
-            if rows.isEmpty { break }
-            let plan = BatchPlan(
-                rows: rows, encoder: configuration.sidekiq, keys: configuration.keys, nowMicros: nowMicros(), makeJID: makeJID)
-            if !plan.pushCommands.isEmpty { try push(plan.pushCommands) }
-            if !plan.markIDs.isEmpty { try postgres.query(queries.markEnqueued(plan.markIDs, scheduled: plan.scheduledIDs)) }
-            if !plan.rejections.isEmpty { try deadLetter(plan.rejections, key: key, on: postgres) }
-            relayed += plan.markIDs.count
-            handled += rows.count
-            logger.debug(
-                "batch relayed",
-                metadata: ["outbox.split_key": "\(key)", "outbox.jobs": "\(plan.markIDs.count)", "outbox.rejected": "\(plan.rejections.count)"])
-            if tempo.afterBatch(fetched: rows.count, limit: configuration.batchSize) == .release { break }
-        }
-        if relayed > 0 {
-            logger.info(
-                "relayed jobs",
-                metadata: [
-                    "outbox.split_key": "\(key)", "outbox.jobs": "\(relayed)", "outbox.batches": "\(tempo.batches)",
-                    "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
-                ])
-        }
-        return handled
-    }
-
-    /// Moves rows that cannot be relayed into the dead-letter table. When that fails (most often
-    /// because the table was never created), the rows stay pending and this process skips them.
-    private func deadLetter(_ rejections: [BatchPlan.Rejection], key: SplitKey, on postgres: PostgresConnection) throws {
-        let statement = configuration.queries.deadLetter(rejections.map { ($0.id, $0.reason) })
-        do {
-            try postgres.query(statement)
-            for rejection in rejections {
-                logger.error(
-                    "row dead-lettered: \(rejection.reason)",
-                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
-            }
-        } catch where error.code == .connectionLost {
-            throw error
-        } catch {
-            let why = error.isUndefinedTable
-                ? "the dead-letter table \(configuration.queries.deadLetterTable) does not exist (run 'outbox-relay migrate')"
-                : "it could not be dead-lettered: \(error)"
-            for rejection in rejections where skipped[key, default: []].insert(rejection.id).inserted {
-                logger.error(
-                    "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(why)",
-                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
-            }
-        }
-    }
-
-    private func push(_ commands: [RedisCommand]) throws {
-        let replies = try redis!.send(commands)
-        if let failure = replies.first(where: { if case .error = $0 { true } else { false } }), case .error(let message) = failure {
-            throw RelayProblem.pushRefused(message)
-        }
-        guard case .array(let results) = replies.last else {
-            throw RelayProblem.pushRefused("the transaction was not executed")
-        }
-        for case .error(let message) in results {
-            throw RelayProblem.pushRefused(message)
-        }
     }
 
     // MARK: defaults

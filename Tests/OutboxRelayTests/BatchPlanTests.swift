@@ -15,40 +15,78 @@ import Testing
         Array(#"{"class":"J","queue":"\#(queue)","jid":"\#(n)","created_at":1.0,"enqueued_at":1.0}"#.utf8)
     }
 
-    @Test func groupsJobsPerQueueInRowOrderInsideOneTransaction() {
+    @Test func groupsJobsPerQueueInRowOrder() {
         let rows = [row(1, job("a", 1)), row(2, job("b", 2)), row(3, job("a", 3)), row(4, "oops"), row(5, job("a", 5))]
-        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), keys: SidekiqKeys(), nowMicros: 2_000_000, makeJID: { "x" })
-        #expect(plan.pushCommands == [
-            RedisCommand("MULTI"),
-            RedisCommand("SADD", "queues", "a", "b"),
-            RedisCommand([Array("LPUSH".utf8), Array("queue:a".utf8), pushed("a", 1), pushed("a", 3), pushed("a", 5)]),
-            RedisCommand([Array("LPUSH".utf8), Array("queue:b".utf8), pushed("b", 2)]),
-            RedisCommand("EXEC"),
+        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        #expect(plan.queued == [
+            .init(queue: "a", jobs: [pushed("a", 1), pushed("a", 3), pushed("a", 5)]),
+            .init(queue: "b", jobs: [pushed("b", 2)]),
         ])
+        #expect(plan.scheduled.isEmpty)
+        #expect(plan.pushedIDs == [1, 2, 3, 5])
         #expect(plan.markIDs == [1, 2, 3, 5])
         #expect(plan.rejections == [.init(id: 4, reason: "payload is not a JSON object: expected a JSON object at byte 0")])
     }
 
-    @Test func schedulesFutureJobsAndPrefixesANamespace() {
+    @Test func schedulesFutureJobs() {
         let future = #"{"class":"J","queue":"a","jid":"1","at":3.5}"#
-        let plan = BatchPlan(
-            rows: [row(1, future), row(2, job("a", 2))], encoder: SidekiqJobEncoder(), keys: SidekiqKeys(namespace: "ns"),
-            nowMicros: 2_000_000, makeJID: { "x" })
-        #expect(plan.pushCommands == [
-            RedisCommand("MULTI"),
-            RedisCommand("SADD", "ns:queues", "a"),
-            RedisCommand([Array("LPUSH".utf8), Array("ns:queue:a".utf8), pushed("a", 2)]),
-            RedisCommand([Array("ZADD".utf8), Array("ns:schedule".utf8), Array("3.5".utf8), Array(#"{"class":"J","queue":"a","jid":"1","created_at":1.0}"#.utf8)]),
-            RedisCommand("EXEC"),
-        ])
+        let plan = BatchPlan(rows: [row(1, future), row(2, job("a", 2))], encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        #expect(plan.queued == [.init(queue: "a", jobs: [pushed("a", 2)])])
+        #expect(plan.scheduled.map(\.score) == ["3.5"])
+        #expect(plan.scheduled.map(\.json) == [Array(#"{"class":"J","queue":"a","jid":"1","created_at":1.0}"#.utf8)])
         #expect(plan.scheduledIDs == [1])
         #expect(plan.markIDs == [1, 2])
     }
 
+    @Test func onlyMarksRowsAnEarlierHolderAlreadyPushed() {
+        let rows = [row(1, job("a", 1)), row(2, job("a", 2)), row(3, #"{"class":"J","queue":"a","at":9}"#)]
+        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, alreadyPushed: [1, 3], makeJID: { "x" })
+        #expect(plan.queued == [.init(queue: "a", jobs: [pushed("a", 2)])])
+        #expect(plan.scheduled.isEmpty)
+        #expect(plan.pushedIDs == [2])
+        #expect(plan.markIDs == [1, 2, 3])
+        #expect(plan.scheduledIDs == [3], "a scheduled row pushed before is still marked scheduled")
+    }
+
     @Test func pushesNothingWhenEveryRowIsRejected() {
-        let plan = BatchPlan(rows: [row(9, "{}")], encoder: SidekiqJobEncoder(), keys: SidekiqKeys(), nowMicros: 0, makeJID: { "x" })
-        #expect(plan.pushCommands.isEmpty)
+        let plan = BatchPlan(rows: [row(9, "{}")], encoder: SidekiqJobEncoder(), nowMicros: 0, makeJID: { "x" })
+        #expect(plan.pushedIDs.isEmpty)
         #expect(plan.markIDs.isEmpty)
         #expect(plan.rejections.map(\.id) == [9])
+    }
+}
+
+@Suite struct FencedPushTests {
+    let lease = LeaseKey(table: "public.t", format: "sidekiq5", splitKey: .named("a"))
+
+    @Test func namesItsKeysAfterTheLeaseWithTheNamespace() {
+        #expect(FencedPush.Keys(lease: lease, namespace: nil).fence == "outbox-relay:fence:\(lease.value)")
+        #expect(FencedPush.Keys(lease: lease, namespace: "ns").record == "ns:outbox-relay:pushed:\(lease.value)")
+    }
+
+    @Test func passesEveryKeyAndTheJobsInOrder() {
+        let future = #"{"class":"J","queue":"a","jid":"9","at":3.5}"#
+        let rows = [
+            OutboxRow(id: 7, payload: Array(#"{"class":"J","queue":"a","jid":"7"}"#.utf8), createdAtMicros: 1_000_000),
+            OutboxRow(id: 8, payload: Array(#"{"class":"J","queue":"b","jid":"8"}"#.utf8), createdAtMicros: 1_000_000),
+            OutboxRow(id: 9, payload: Array(future.utf8), createdAtMicros: 1_000_000),
+        ]
+        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        let keys = FencedPush.Keys(lease: lease, namespace: nil)
+        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), token: 42, plan: plan)
+        let text = command.arguments.map { String(decoding: $0, as: UTF8.self) }
+        #expect(text == [
+            "EVALSHA", "abc", "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
+            "42", String(FencedPush.recordSeconds), "7,8,9",
+            "2", "a", "1", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#,
+            "b", "1", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#,
+            "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
+        ])
+    }
+
+    @Test func readsTheIdsOfARecord() {
+        #expect(FencedPush.pushedIDs(inRecord: "123:4,5,6") == [4, 5, 6])
+        #expect(FencedPush.pushedIDs(inRecord: "123:") == [])
+        #expect(FencedPush.pushedIDs(inRecord: "") == [])
     }
 }

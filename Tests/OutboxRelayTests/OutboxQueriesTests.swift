@@ -30,7 +30,7 @@ import Testing
 
     @Test func leasesWithoutWaiting() {
         let key = LeaseKey(table: "public.event_store_outbox", format: "sidekiq5", splitKey: .named("default"))
-        #expect(queries.tryLease(key).sql == "SELECT pg_try_advisory_lock($1::int8)")
+        #expect(queries.tryLease(key).sql == "SELECT CASE WHEN pg_try_advisory_lock($1::int8) THEN pg_current_xact_id()::text::int8 END")
         #expect(queries.tryLease(key).parameters == ["3691322891798412196"])
         #expect(queries.releaseLease(key).sql == "SELECT pg_advisory_unlock($1::int8)")
     }

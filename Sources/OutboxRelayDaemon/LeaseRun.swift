@@ -1,0 +1,112 @@
+import Logging
+import OutboxRelay
+import OutboxRelayIO
+
+/// One lease on one split key: take it in PostgreSQL (with its fencing token), claim its fence in
+/// Redis, relay batches (fetch, push, mark, dead-letter) until the key is drained or the tempo
+/// says to let others have it, then release it in Redis and in PostgreSQL.
+struct LeaseRun {
+    let configuration: RelayConfiguration
+    let postgres: PostgresConnection
+    let redis: FencedRedis
+    /// The outbox table as PostgreSQL resolves it, `schema.table`, part of every lease key.
+    let resolvedTable: String
+    let logger: Logger
+    let stop: StopSignal
+    let nowMicros: () -> Int64
+    let makeJID: () -> String
+
+    /// Relays `key`'s pending rows under a lease; returns how many rows it handled (0 when the key
+    /// is leased elsewhere).
+    func run(_ key: SplitKey, skipped: inout SkippedRows) throws -> Int {
+        let queries = configuration.queries
+        let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
+        let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
+        guard let token = try postgres.query(queries.tryLease(lease)).int64(0, 0) else {
+            logger.debug("split key leased by another instance", metadata: metadata)
+            return 0
+        }
+        let fence = FencedPush.Keys(lease: lease, namespace: configuration.keys.namespace)
+        defer {
+            if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
+        }
+        let alreadyPushed: Set<Int64>
+        switch try redis.claim(fence, token: token) {
+        case .granted(let ids):
+            alreadyPushed = ids
+        case .fenced(let newer):
+            // Our token is older than one Redis has seen: the lease we just got is stale news.
+            throw RelayProblem.fenced("token \(token) is older than \(newer)")
+        }
+        if !alreadyPushed.isEmpty {
+            logger.info(
+                "an earlier holder pushed rows it did not mark; marking them without pushing again",
+                metadata: metadata.merging(["outbox.jobs": "\(alreadyPushed.count)"]) { $1 })
+        }
+
+        let started = nowMicros()
+        var tempo = LeaseTempo(maximumBatches: configuration.batchesPerLease)
+        var relayed = 0
+        var handled = 0
+        while !stop.isStopRequested {
+            let rows = try fetch(key, skipping: skipped.ids(for: key))
+            if rows.isEmpty { break }
+            let plan = BatchPlan(
+                rows: rows, encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: alreadyPushed, makeJID: makeJID)
+            if !plan.pushedIDs.isEmpty { try redis.push(plan, keys: fence, sidekiq: configuration.keys, token: token) }
+            if !plan.markIDs.isEmpty { try postgres.query(queries.markEnqueued(plan.markIDs, scheduled: plan.scheduledIDs)) }
+            if !plan.rejections.isEmpty { try deadLetter(plan.rejections, key: key, skipped: &skipped) }
+            relayed += plan.markIDs.count
+            handled += rows.count
+            logger.debug(
+                "batch relayed",
+                metadata: metadata.merging(["outbox.jobs": "\(plan.markIDs.count)", "outbox.rejected": "\(plan.rejections.count)"]) { $1 })
+            if tempo.afterBatch(fetched: rows.count, limit: configuration.batchSize) == .release { break }
+        }
+        // Every pushed row is marked: Redis may forget them. On any failure above this is skipped,
+        // so the next holder learns which rows are in Redis but perhaps not marked.
+        try redis.release(fence, token: token)
+        if relayed > 0 {
+            logger.info(
+                "relayed jobs",
+                metadata: metadata.merging([
+                    "outbox.jobs": "\(relayed)", "outbox.batches": "\(tempo.batches)",
+                    "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
+                ]) { $1 })
+        }
+        return handled
+    }
+
+    private func fetch(_ key: SplitKey, skipping: [Int64]) throws -> [OutboxRow] {
+        let statement = configuration.queries.fetch(key, limit: configuration.batchSize, skipping: skipping)
+        let result = try postgres.query(statement, binary: true)
+        return (0..<result.count).map {
+            OutboxRow(id: result.int64($0, 0)!, payload: result.bytes($0, 1)!, createdAtMicros: result.int64($0, 2)!, jid: result.text($0, 3))
+        }
+    }
+
+    /// Moves rows that cannot be relayed into the dead-letter table. When that fails (most often
+    /// because the table was never created), the rows stay pending and this process skips them.
+    private func deadLetter(_ rejections: [BatchPlan.Rejection], key: SplitKey, skipped: inout SkippedRows) throws {
+        let statement = configuration.queries.deadLetter(rejections.map { ($0.id, $0.reason) })
+        do {
+            try postgres.query(statement)
+            for rejection in rejections {
+                logger.error(
+                    "row dead-lettered: \(rejection.reason)",
+                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
+            }
+        } catch where error.code == .connectionLost {
+            throw error
+        } catch {
+            let why = error.isUndefinedTable
+                ? "the dead-letter table \(configuration.queries.deadLetterTable) does not exist (run 'outbox-relay migrate')"
+                : "it could not be dead-lettered: \(error)"
+            for rejection in rejections where skipped.insert(rejection.id, key: key) {
+                logger.error(
+                    "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(why)",
+                    metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
+            }
+        }
+    }
+}
