@@ -75,10 +75,10 @@ public enum FencedPush {
         public let fence: String
         public let record: String
 
-        public init(lease: LeaseKey, namespace: String?) {
+        public init(lease: LeaseKey, cluster: String, namespace: String?) {
             let prefix = namespace.map { "\($0):" } ?? ""
-            fence = "\(prefix)outbox-relay:fence:\(lease.value)"
-            record = "\(prefix)outbox-relay:pushed:\(lease.value)"
+            fence = "\(prefix)outbox-relay:fence:\(cluster):\(lease.value)"
+            record = "\(prefix)outbox-relay:pushed:\(cluster):\(lease.value)"
         }
     }
 

@@ -35,6 +35,9 @@ public struct OutboxQueries: Sendable {
 
     public var resolveTable: SQLStatement { resolve(table) }
 
+    /// The cluster's system identifier, which scopes the fencing tokens (see ``FencedPush``).
+    public static let clusterIdentity = SQLStatement("SELECT system_identifier::text FROM pg_control_system()")
+
     /// Whether the pending-rows index exists (one row, `t` or `f`).
     public var hasPendingIndex: SQLStatement {
         SQLStatement(

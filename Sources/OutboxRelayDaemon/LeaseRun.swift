@@ -11,6 +11,8 @@ struct LeaseRun {
     let redis: FencedRedis
     /// The outbox table as PostgreSQL resolves it, `schema.table`, part of every lease key.
     let resolvedTable: String
+    /// The PostgreSQL cluster's system identifier, which scopes the fencing tokens.
+    let cluster: String
     let logger: Logger
     let stop: StopSignal
     let nowMicros: () -> Int64
@@ -26,7 +28,7 @@ struct LeaseRun {
             logger.debug("split key leased by another instance", metadata: metadata)
             return 0
         }
-        let fence = FencedPush.Keys(lease: lease, namespace: configuration.keys.namespace)
+        let fence = FencedPush.Keys(lease: lease, cluster: cluster, namespace: configuration.keys.namespace)
         defer {
             if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
         }

@@ -18,6 +18,7 @@ public final class RelayLoop {
     private var postgres: PostgresConnection?
     private var redis: FencedRedis?
     private var resolvedTable = ""
+    private var cluster = ""
     private var skipped = SkippedRows()
     private var rotation = KeyRotation(start: Int(getpid()))
     private var backoff = Backoff()
@@ -70,6 +71,7 @@ public final class RelayLoop {
                 throw RelayProblem.tableMissing(configuration.table.description)
             }
             resolvedTable = "\(schema).\(name)"
+            cluster = try connection.query(OutboxQueries.clusterIdentity).text(0, 0) ?? ""
             if try connection.query(queries.hasPendingIndex).bool(0, 0) != true {
                 logger.warning(
                     "the outbox table has no index on pending rows; fetches will slow down as the backlog grows. Run 'outbox-relay migrate' to add it",
@@ -146,7 +148,7 @@ public final class RelayLoop {
         var worked = false
         for key in rotation.order(keys) where !stop.isStopRequested {
             let lease = LeaseRun(
-                configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, logger: logger,
+                configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, cluster: cluster, logger: logger,
                 stop: stop, nowMicros: nowMicros, makeJID: makeJID)
             if try lease.run(key, skipped: &skipped) > 0 { worked = true }
         }

@@ -37,6 +37,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Largest payload relayed; larger rows are dead-lettered.", valueName: "bytes"))
     var maxPayloadBytes: Int = 10 * 1024 * 1024
 
+    @Option(help: ArgumentHelp("Seconds any call to PostgreSQL or Redis may take before the connection counts as lost.", valueName: "seconds"))
+    var networkTimeout: Double = 10
+
     func validate() throws {
         guard RelayConfiguration.batchSizeRange.contains(batchSize) else {
             throw ValidationError("--batch-size must be from 1 to 10000, got \(batchSize)")
@@ -56,6 +59,9 @@ struct RunCommand: AsyncParsableCommand {
         if let redisNamespace, redisNamespace.isEmpty || redisNamespace.contains(where: \.isWhitespace) {
             throw ValidationError("--redis-namespace must be a non-empty word, got '\(redisNamespace)'")
         }
+        guard networkTimeout >= 0.1, networkTimeout <= 600 else {
+            throw ValidationError("--network-timeout must be from 0.1 to 600 seconds, got \(networkTimeout)")
+        }
         guard maxPayloadBytes >= 64 else {
             throw ValidationError("--max-payload-bytes must be at least 64, got \(maxPayloadBytes)")
         }
@@ -69,7 +75,7 @@ struct RunCommand: AsyncParsableCommand {
             messageFormat: outbox.messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
             sleepOnEmpty: sleepOnEmpty,
             sidekiq: SidekiqJobEncoder(timestamps: sidekiqTimestamps, maximumPayloadBytes: maxPayloadBytes),
-            keys: SidekiqKeys(namespace: redisNamespace))
+            keys: SidekiqKeys(namespace: redisNamespace), networkTimeout: networkTimeout)
         let redactor = connection.redactor
         let level = LogLevelName.parse(logLevel)!
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, redactor: redactor) }

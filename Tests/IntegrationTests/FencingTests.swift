@@ -16,7 +16,7 @@ import Testing
     @Test func aNewerTokenFencesOffTheOlderHolder() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
-        let keys = FencedPush.Keys(lease: LeaseKey(table: "public.\(outbox.table.name)", format: "sidekiq5", splitKey: .named("f")), namespace: nil)
+        let keys = FencedPush.Keys(lease: LeaseKey(table: "public.\(outbox.table.name)", format: "sidekiq5", splitKey: .named("f")), cluster: "1", namespace: nil)
         let old = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
         let new = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
 
@@ -37,7 +37,7 @@ import Testing
     @Test func pushesLargeBatchesInChunks() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
-        let keys = FencedPush.Keys(lease: LeaseKey(table: "x", format: "sidekiq5", splitKey: .named("big")), namespace: nil)
+        let keys = FencedPush.Keys(lease: LeaseKey(table: "x", format: "sidekiq5", splitKey: .named("big")), cluster: "1", namespace: nil)
         let redis = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
         _ = try redis.claim(keys, token: 1)
         var rows = (1...2500).map { OutboxRow(id: Int64($0), payload: Array(#"{"class":"J","queue":"f","jid":"\#($0)"}"#.utf8), createdAtMicros: 1_000_000) }

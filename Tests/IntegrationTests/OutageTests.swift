@@ -10,7 +10,7 @@ import Testing
         let outbox = try TestOutbox()
         defer { outbox.drop() }
         let redis = try PrivateRedis()
-        defer { redis.stop() }
+        defer { redis.destroy() }
         var configuration = outbox.configuration()
         configuration.redis = RedisEndpoint(address: .tcp(host: "127.0.0.1", port: redis.port))
         let relay = RelayRunner(configuration)
@@ -68,22 +68,32 @@ final class PrivateRedis {
     private var process: Process?
 
     init(extraArguments: [String] = [], password: String? = nil) throws {
-        port = Int.random(in: 20000..<60000)
+        port = freePort()
         self.extraArguments = extraArguments
         adminEndpoint = RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port), password: password)
         try start()
     }
 
+    /// Its own data folder, so an append-only file survives a restart but not into another test.
+    var directory: String { "/tmp/outbox-relay-redis-\(getpid())-\(port)" }
+
     func start() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"] + extraArguments
+        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         self.process = process
         try waitUntil("private Redis up", seconds: 10) {
             (try? RedisConnection(endpoint: adminEndpoint, timeout: 1)) != nil
         }
+    }
+
+    /// Stops the server and removes its data folder.
+    func destroy() {
+        stop()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 
     func stop() {

@@ -13,7 +13,7 @@ import Testing
                 "--user", "relay", "on", ">relay-pw", "~*", "&*", "+@all",
             ],
             password: "s3cret-pw")
-        defer { redis.stop() }
+        defer { redis.destroy() }
         let urls = [
             (URLCase(url: "redis://:s3cret-pw@127.0.0.1:\(redis.port)/3", database: 3)),
             (URLCase(url: "redis://relay:relay-pw@127.0.0.1:\(redis.port)/4", database: 4)),
@@ -38,7 +38,7 @@ import Testing
 
     @Test func refusesAWrongPasswordWithAClearErrorAndRetries() throws {
         let redis = try PrivateRedis(extraArguments: ["--requirepass", "right-pw"], password: "right-pw")
-        defer { redis.stop() }
+        defer { redis.destroy() }
         let outbox = try TestOutbox()
         defer { outbox.drop() }
         var configuration = outbox.configuration()

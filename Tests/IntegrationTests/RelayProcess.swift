@@ -34,6 +34,17 @@ final class RelayProcess: @unchecked Sendable {
 
     var log: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
 
+    /// Waits until the output contains `text`; returns whether it did within `seconds`.
+    @discardableResult
+    func waitForLog(_ text: String, seconds: Double) -> Bool {
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while Date() < deadline {
+            if log.contains(text) { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return false
+    }
+
     func signal(_ signal: Int32) {
         kill(process.processIdentifier, signal)
     }

@@ -170,3 +170,21 @@ func waitUntil(_ what: String, seconds: Double = 30, _ condition: () throws -> B
     }
     throw TestSetupError.timedOut("timed out after \(seconds) s waiting for \(what)")
 }
+
+/// A loopback TCP port nobody listens on right now (the kernel picks it).
+func freePort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
+            _ = bind(fd, raw, length)
+            _ = getsockname(fd, raw, &length)
+        }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}

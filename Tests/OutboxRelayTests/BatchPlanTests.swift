@@ -60,8 +60,8 @@ import Testing
     let lease = LeaseKey(table: "public.t", format: "sidekiq5", splitKey: .named("a"))
 
     @Test func namesItsKeysAfterTheLeaseWithTheNamespace() {
-        #expect(FencedPush.Keys(lease: lease, namespace: nil).fence == "outbox-relay:fence:\(lease.value)")
-        #expect(FencedPush.Keys(lease: lease, namespace: "ns").record == "ns:outbox-relay:pushed:\(lease.value)")
+        #expect(FencedPush.Keys(lease: lease, cluster: "7311", namespace: nil).fence == "outbox-relay:fence:7311:\(lease.value)")
+        #expect(FencedPush.Keys(lease: lease, cluster: "7311", namespace: "ns").record == "ns:outbox-relay:pushed:7311:\(lease.value)")
     }
 
     @Test func passesEveryKeyAndTheJobsInOrder() {
@@ -72,7 +72,7 @@ import Testing
             OutboxRow(id: 9, payload: Array(future.utf8), createdAtMicros: 1_000_000),
         ]
         let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
-        let keys = FencedPush.Keys(lease: lease, namespace: nil)
+        let keys = FencedPush.Keys(lease: lease, cluster: "1", namespace: nil)
         let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), token: 42, plan: plan)
         let text = command.arguments.map { String(decoding: $0, as: UTF8.self) }
         #expect(text == [
