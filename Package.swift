@@ -46,6 +46,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `make bench`: throughput, latency and resources of the release build.
+        .executableTarget(name: "outbox-relay-bench", dependencies: ["OutboxRelay", "OutboxRelayIO"]),
         .testTarget(name: "OutboxRelayTests", dependencies: ["OutboxRelay"]),
         .testTarget(
             name: "IntegrationTests",

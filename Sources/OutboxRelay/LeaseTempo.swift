@@ -1,23 +1,33 @@
-/// Decides, batch by batch, whether to keep a lease or release it: a key is released as soon as
-/// a fetch comes back short (nothing more is pending) or after `maximumBatches`, so that other
-/// keys, and other instances, get their turn.
+/// Decides, batch by batch, how many rows to fetch and whether to keep a lease: the first fetch of
+/// a lease asks for few rows (a trickle is pushed at once, without waiting for a big batch), each
+/// full batch quadruples the next, up to the batch size; a key is released as soon as a fetch
+/// finds fewer rows pending than it asked for, or after `maximumBatches`, so that other keys, and
+/// other instances, get their turn.
 public struct LeaseTempo: Sendable, Equatable {
+    public static let firstLimit = 10
+
     public enum Next: Sendable, Equatable {
         case fetchAgain
         case release
     }
 
     public let maximumBatches: Int
+    public let batchSize: Int
     public private(set) var batches = 0
+    /// How many rows the next fetch asks for.
+    public private(set) var limit: Int
 
-    public init(maximumBatches: Int) {
+    public init(maximumBatches: Int, batchSize: Int) {
         self.maximumBatches = maximumBatches
+        self.batchSize = batchSize
+        self.limit = min(batchSize, Self.firstLimit)
     }
 
-    /// Call after each batch with how many rows the fetch returned and how many it asked for.
-    public mutating func afterBatch(fetched: Int, limit: Int) -> Next {
+    /// Call after each batch with how many rows were pending within the fetch's limit.
+    public mutating func afterBatch(available: Int) -> Next {
         batches += 1
-        if fetched < limit || batches >= maximumBatches { return .release }
+        if available < limit || batches >= maximumBatches { return .release }
+        limit = min(batchSize, limit * 4)
         return .fetchAgain
     }
 }

@@ -68,27 +68,65 @@ public struct OutboxQueries: Sendable {
     }
 
     /// Up to `limit` pending rows of one key in `id` order, leaving out `skipping` (rows found
-    /// unrelayable that could not be dead-lettered). Columns: id, payload bytes, created_at in
-    /// microseconds since the epoch, and the row's jid column (NULL where the layout has none).
-    public func fetch(_ key: SplitKey, limit: Int, skipping: [Int64]) -> SQLStatement {
-        let micros = "(extract(epoch FROM created_at) * 1000000)::int8"
+    /// unrelayable that could not be dead-lettered), and cut where the payloads add up to more than
+    /// `maxBytes` (the first row always comes). Rows start after `after` (the last id of the
+    /// previous batch under the same lease), or, for a lease's first batch, at the smallest pending
+    /// id. The bound looks redundant but keeps every plan PostgreSQL may pick cheap: without it, a
+    /// generic plan made with statistics taken while a backlog was pending may walk the primary key
+    /// through every row already enqueued. Columns: id, payload bytes, created_at in
+    /// microseconds since the epoch, the row's jid column (NULL where the layout has none), and how
+    /// many rows were pending within `limit` before the byte cut.
+    public func fetch(_ key: SplitKey, limit: Int, maxBytes: Int, skipping: [Int64], after: Int64? = nil) -> SQLStatement {
+        let page: String
+        let parameters: [String?]
         switch layout {
         case .res:
             let keyCondition = key == .null ? "split_key IS NULL AND $2::varchar IS NULL" : "split_key = $2"
-            return SQLStatement(
-                name: key == .null ? "outbox_fetch_null" : "outbox_fetch",
-                """
-                SELECT id, payload, \(micros), NULL::varchar FROM \(table.quoted) \
+            page = """
+                SELECT id, payload, created_at, NULL::varchar AS jid FROM \(table.quoted) \
                 WHERE format = $1 AND enqueued_at IS NULL AND \(keyCondition) AND id <> ALL($3::int8[]) \
-                ORDER BY id LIMIT $4
-                """, [format, key.value, skipping.postgresArrayLiteral, String(limit)])
+                AND id > coalesce($5::int8, (SELECT min(id) - 1 FROM \(table.quoted) \
+                WHERE format = $1 AND enqueued_at IS NULL AND \(keyCondition))) ORDER BY id LIMIT $4
+                """
+            parameters = [format, key.value, skipping.postgresArrayLiteral, String(limit), after.map(String.init), String(maxBytes)]
+        case .reliableJob:
+            page = """
+                SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM \(table.quoted) \
+                WHERE status = 'pending' AND id <> ALL($1::int8[]) \
+                AND id > coalesce($3::int8, (SELECT min(id) - 1 FROM \(table.quoted) WHERE status = 'pending')) \
+                ORDER BY id LIMIT $2
+                """
+            parameters = [skipping.postgresArrayLiteral, String(limit), after.map(String.init), String(maxBytes)]
+        }
+        let bytesParameter = "$\(parameters.count)"
+        return SQLStatement(
+            name: key == .null && layout == .res ? "outbox_fetch_null" : "outbox_fetch",
+            """
+            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8, jid, available FROM (\
+            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running, count(*) OVER () AS available \
+            FROM (\(page)) AS page) AS sized \
+            WHERE running - octet_length(payload) < \(bytesParameter)::int8 ORDER BY id
+            """, parameters)
+    }
+
+    /// Which of `keys` have pending rows, in one indexed query (so an idle relay with configured
+    /// split keys costs one query per sleep).
+    public func keysWithPendingRows(among keys: [SplitKey]) -> SQLStatement {
+        switch layout {
+        case .res:
+            let named = keys.compactMap(\.value)
+            return SQLStatement(
+                name: "outbox_pending_keys",
+                """
+                SELECT k FROM unnest($2::varchar[]) AS k WHERE EXISTS \
+                (SELECT 1 FROM \(table.quoted) WHERE format = $1 AND enqueued_at IS NULL AND split_key = k) \
+                UNION ALL SELECT NULL WHERE $3 AND EXISTS \
+                (SELECT 1 FROM \(table.quoted) WHERE format = $1 AND enqueued_at IS NULL AND split_key IS NULL)
+                """, [format, named.postgresArrayLiteral, keys.contains(.null) ? "true" : "false"])
         case .reliableJob:
             return SQLStatement(
-                name: "outbox_fetch",
-                """
-                SELECT id, convert_to(payload::text, 'UTF8'), \(micros), jid FROM \(table.quoted) \
-                WHERE status = 'pending' AND id <> ALL($1::int8[]) ORDER BY id LIMIT $2
-                """, [skipping.postgresArrayLiteral, String(limit)])
+                name: "outbox_pending_keys",
+                "SELECT NULL::varchar WHERE EXISTS (SELECT 1 FROM \(table.quoted) WHERE status = 'pending')")
         }
     }
 
@@ -180,6 +218,26 @@ public struct OutboxQueries: Sendable {
     }
 
     // MARK: schema
+
+    /// The DDL for `migrate --notify`: a statement-level trigger that, for every INSERT into the
+    /// outbox, sends `NOTIFY <channel>` with the split keys written (comma-separated), so a relay
+    /// waiting for work wakes at once. The channel must be a plain identifier.
+    public func notifyStatements(channel: String) -> [String] {
+        let function = table.sibling(named: String((table.name + "_notify").utf8.prefix(63))!)
+        let keys = layout == .res ? "string_agg(DISTINCT coalesce(split_key, ''), ',')" : "''"
+        return [
+            """
+            CREATE OR REPLACE FUNCTION \(function.quoted)() RETURNS trigger LANGUAGE plpgsql AS $outbox$ \
+            BEGIN PERFORM pg_notify('\(channel)', left(coalesce((SELECT \(keys) FROM outbox_new_rows), ''), 7000)); \
+            RETURN NULL; END $outbox$
+            """,
+            "DROP TRIGGER IF EXISTS \(function.quotedName) ON \(table.quoted)",
+            """
+            CREATE TRIGGER \(function.quotedName) AFTER INSERT ON \(table.quoted) REFERENCING NEW TABLE AS outbox_new_rows \
+            FOR EACH STATEMENT EXECUTE FUNCTION \(function.quoted)()
+            """,
+        ]
+    }
 
     /// The DDL for the outbox table of the layout (as its gem's migration creates it), its indexes,
     /// the relay's partial index on pending rows, and the dead-letter table; all idempotent.

@@ -17,6 +17,10 @@ public struct RelayConfiguration: Sendable {
     public var batchesPerLease: Int
     public var sidekiq: SidekiqJobEncoder
     public var keys: SidekiqKeys
+    /// Largest sum of payload bytes fetched in one batch (the first row always comes).
+    public var maxBatchBytes: Int
+    /// The channel the relay LISTENs on for `migrate --notify`'s wake-ups.
+    public var notifyChannel: String
     /// Seconds any single call to PostgreSQL or Redis may take before it counts as failed.
     public var networkTimeout: Double
 
@@ -25,8 +29,11 @@ public struct RelayConfiguration: Sendable {
     public init(
         databaseURL: String, redis: RedisEndpoint, layout: OutboxLayout = .res, table: TableName, messageFormat: String = "sidekiq5",
         splitKeys: [SplitKey]? = nil, batchSize: Int = 100, sleepOnEmpty: Double = 0.5, batchesPerLease: Int = 10,
-        sidekiq: SidekiqJobEncoder = SidekiqJobEncoder(), keys: SidekiqKeys = SidekiqKeys(), networkTimeout: Double = 10
+        sidekiq: SidekiqJobEncoder = SidekiqJobEncoder(), keys: SidekiqKeys = SidekiqKeys(), networkTimeout: Double = 10,
+        maxBatchBytes: Int = 16 * 1024 * 1024, notifyChannel: String = "outbox_relay"
     ) {
+        self.maxBatchBytes = maxBatchBytes
+        self.notifyChannel = notifyChannel
         self.databaseURL = databaseURL
         self.redis = redis
         self.layout = layout

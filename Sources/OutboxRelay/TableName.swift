@@ -42,7 +42,7 @@ public struct TableName: Sendable, Hashable, CustomStringConvertible {
         self.name = name
     }
 
-    static func isIdentifier(_ part: String) -> Bool {
+    public static func isIdentifier(_ part: String) -> Bool {
         guard let first = part.utf8.first, part.utf8.count <= 63 else { return false }
         let isLetter = { (byte: UInt8) in
             (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte) || (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte)

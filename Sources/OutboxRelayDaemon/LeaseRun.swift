@@ -47,12 +47,14 @@ struct LeaseRun {
         }
 
         let started = nowMicros()
-        var tempo = LeaseTempo(maximumBatches: configuration.batchesPerLease)
+        var tempo = LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize)
         var relayed = 0
         var handled = 0
+        var lastID: Int64?
         while !stop.isStopRequested {
-            let rows = try fetch(key, skipping: skipped.ids(for: key))
+            let (rows, available) = try fetch(key, limit: tempo.limit, skipping: skipped.ids(for: key), after: lastID)
             if rows.isEmpty { break }
+            lastID = rows.last?.id
             let plan = BatchPlan(
                 rows: rows, encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: alreadyPushed, makeJID: makeJID)
             if !plan.pushedIDs.isEmpty { try redis.push(plan, keys: fence, sidekiq: configuration.keys, token: token) }
@@ -63,7 +65,7 @@ struct LeaseRun {
             logger.debug(
                 "batch relayed",
                 metadata: metadata.merging(["outbox.jobs": "\(plan.markIDs.count)", "outbox.rejected": "\(plan.rejections.count)"]) { $1 })
-            if tempo.afterBatch(fetched: rows.count, limit: configuration.batchSize) == .release { break }
+            if tempo.afterBatch(available: available) == .release { break }
         }
         // Every pushed row is marked: Redis may forget them. On any failure above this is skipped,
         // so the next holder learns which rows are in Redis but perhaps not marked.
@@ -79,12 +81,15 @@ struct LeaseRun {
         return handled
     }
 
-    private func fetch(_ key: SplitKey, skipping: [Int64]) throws -> [OutboxRow] {
-        let statement = configuration.queries.fetch(key, limit: configuration.batchSize, skipping: skipping)
+    /// The next rows of `key`, and how many were pending within `limit` before the byte cap.
+    private func fetch(_ key: SplitKey, limit: Int, skipping: [Int64], after: Int64?) throws -> ([OutboxRow], Int) {
+        let statement = configuration.queries.fetch(
+            key, limit: limit, maxBytes: configuration.maxBatchBytes, skipping: skipping, after: after)
         let result = try postgres.query(statement, binary: true)
-        return (0..<result.count).map {
+        let rows = (0..<result.count).map {
             OutboxRow(id: result.int64($0, 0)!, payload: result.bytes($0, 1)!, createdAtMicros: result.int64($0, 2)!, jid: result.text($0, 3))
         }
+        return (rows, rows.isEmpty ? 0 : Int(result.int64(0, 4)!))
     }
 
     /// Moves rows that cannot be relayed into the dead-letter table. When that fails (most often

@@ -16,6 +16,9 @@ public final class RelayLoop {
     private let random: () -> Double
 
     private var postgres: PostgresConnection?
+    /// A second connection that LISTENs for `migrate --notify`'s wake-ups; optional: without it
+    /// the relay polls every `--sleep-on-empty` seconds.
+    private var listener: PostgresConnection?
     private var redis: FencedRedis?
     private var resolvedTable = ""
     private var cluster = ""
@@ -80,6 +83,17 @@ public final class RelayLoop {
             postgres = connection
             logger.debug("connected to PostgreSQL", metadata: ["outbox.table": "\(resolvedTable)"])
         }
+        if listener?.isHealthy != true {
+            listener = nil
+            do {
+                let connection = try PostgresConnection(
+                    connectionString: configuration.databaseURL, settings: ConnectionSettings.postgres(timeout: configuration.networkTimeout))
+                try connection.execute("LISTEN \"\(configuration.notifyChannel)\"")
+                listener = connection
+            } catch {
+                logger.warning("cannot LISTEN for wake-ups, polling instead: \(error)")
+            }
+        }
         if redis == nil || redis?.isBroken == true {
             redis = nil
             redis = try FencedRedis(endpoint: configuration.redis, timeout: configuration.networkTimeout)
@@ -136,6 +150,7 @@ public final class RelayLoop {
             _ = try? postgres.query(SQLStatement("SELECT pg_advisory_unlock_all()"))
         }
         postgres = nil
+        listener = nil
         redis = nil
         logger.info("stopped")
     }
@@ -144,7 +159,7 @@ public final class RelayLoop {
 
     private func pass() throws {
         skipped.expire(nowMicros: nowMicros())
-        let keys = configuration.layout.hasSplitKeys ? try configuration.splitKeys ?? discoverKeys() : [.null]
+        let keys = try keysWithWork()
         var worked = false
         for key in rotation.order(keys) where !stop.isStopRequested {
             let lease = LeaseRun(
@@ -152,8 +167,29 @@ public final class RelayLoop {
                 stop: stop, nowMicros: nowMicros, makeJID: makeJID)
             if try lease.run(key, skipped: &skipped) > 0 { worked = true }
         }
-        if !worked && !stop.isStopRequested {
-            stop.sleep(seconds: configuration.sleepOnEmpty)
+        if !worked && !stop.isStopRequested && !notified() {
+            if stop.sleep(seconds: configuration.sleepOnEmpty, watching: listener?.socket) == .readable {
+                _ = notified()
+            }
+        }
+    }
+
+    /// The keys that may have pending rows: found by discovery, or the configured keys that do,
+    /// each in one indexed query.
+    private func keysWithWork() throws -> [SplitKey] {
+        if configuration.layout.hasSplitKeys && configuration.splitKeys == nil { return try discoverKeys() }
+        let rows = try postgres!.query(configuration.queries.keysWithPendingRows(among: configuration.splitKeys ?? [.null]))
+        return (0..<rows.count).map { SplitKey(rows.text($0, 0)) }
+    }
+
+    /// Whether wake-ups arrived on the LISTEN connection since the last look.
+    private func notified() -> Bool {
+        guard let listener else { return false }
+        do {
+            return try !listener.notifications().isEmpty
+        } catch {
+            self.listener = nil
+            return false
         }
     }
 

@@ -82,6 +82,23 @@ public final class PostgresConnection {
     /// The server's process id for this connection, as `pg_stat_activity.pid` shows it.
     public var backendPID: Int32 { PQbackendPID(connection) }
 
+    /// The connection's socket, to wait on for notifications.
+    public var socket: Int32 { PQsocket(connection) }
+
+    /// Reads whatever arrived on the socket and returns the notifications (LISTEN) received,
+    /// as `(channel, payload)`; throws when the connection broke.
+    public func notifications() throws(PostgresError) -> [(channel: String, payload: String)] {
+        guard PQconsumeInput(connection) == 1 else {
+            throw PostgresError(.connectionLost, "PostgreSQL: \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
+        }
+        var received: [(String, String)] = []
+        while let notify = PQnotifies(connection) {
+            received.append((String(cString: notify.pointee.relname), String(cString: notify.pointee.extra)))
+            PQfreemem(notify)
+        }
+        return received
+    }
+
     /// Runs statements that return no rows, such as `SET` or DDL, in one round trip.
     public func execute(_ sql: String) throws(PostgresError) {
         let result = PQexec(connection, sql)

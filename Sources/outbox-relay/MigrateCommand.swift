@@ -16,8 +16,21 @@ struct MigrateCommand: AsyncParsableCommand {
     @Flag(help: "Print the SQL instead of running it, for apps that run their own migrations.")
     var print = false
 
+    @Flag(help: "Also install the trigger that NOTIFYs waiting relays of new rows, for millisecond latency.")
+    var notify = false
+
+    @Option(help: ArgumentHelp("Channel the trigger notifies (the relay's --notify-channel).", valueName: "name"))
+    var notifyChannel: String = "outbox_relay"
+
+    func validate() throws {
+        guard TableName.isIdentifier(notifyChannel) else {
+            throw ValidationError("--notify-channel must be a plain identifier (letters, digits, _), got '\(notifyChannel)'")
+        }
+    }
+
     func run() async throws {
-        let statements = try outbox.queries().createStatements
+        let queries = try outbox.queries()
+        let statements = queries.createStatements + (notify ? queries.notifyStatements(channel: notifyChannel) : [])
         if print {
             Swift.print(statements.map { $0 + ";" }.joined(separator: "\n"))
             return
@@ -27,6 +40,7 @@ struct MigrateCommand: AsyncParsableCommand {
         for statement in statements {
             try session.execute(statement)
         }
-        Swift.print("migrated: \(try outbox.tableName()) (\(outbox.schema.rawValue) layout), its indexes, and \(try outbox.queries().deadLetterTable)")
+        let trigger = notify ? ", and the NOTIFY trigger on channel \(notifyChannel)" : ""
+        Swift.print("migrated: \(try outbox.tableName()) (\(outbox.schema.rawValue) layout), its indexes, and \(queries.deadLetterTable)\(trigger)")
     }
 }

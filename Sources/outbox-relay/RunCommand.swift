@@ -37,6 +37,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Largest payload relayed; larger rows are dead-lettered.", valueName: "bytes"))
     var maxPayloadBytes: Int = 10 * 1024 * 1024
 
+    @Option(help: ArgumentHelp("Most payload bytes fetched in one batch (the first row always comes).", valueName: "bytes"))
+    var maxBatchBytes: Int = 16 * 1024 * 1024
+
+    @Option(help: ArgumentHelp("Channel to LISTEN on for wake-ups from 'migrate --notify'.", valueName: "name"))
+    var notifyChannel: String = "outbox_relay"
+
     @Option(help: ArgumentHelp("Seconds any call to PostgreSQL or Redis may take before the connection counts as lost.", valueName: "seconds"))
     var networkTimeout: Double = 10
 
@@ -62,6 +68,12 @@ struct RunCommand: AsyncParsableCommand {
         guard networkTimeout >= 0.1, networkTimeout <= 600 else {
             throw ValidationError("--network-timeout must be from 0.1 to 600 seconds, got \(networkTimeout)")
         }
+        guard TableName.isIdentifier(notifyChannel) else {
+            throw ValidationError("--notify-channel must be a plain identifier (letters, digits, _), got '\(notifyChannel)'")
+        }
+        guard maxBatchBytes >= 1024 else {
+            throw ValidationError("--max-batch-bytes must be at least 1024, got \(maxBatchBytes)")
+        }
         guard maxPayloadBytes >= 64 else {
             throw ValidationError("--max-payload-bytes must be at least 64, got \(maxPayloadBytes)")
         }
@@ -75,7 +87,8 @@ struct RunCommand: AsyncParsableCommand {
             messageFormat: outbox.messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
             sleepOnEmpty: sleepOnEmpty,
             sidekiq: SidekiqJobEncoder(timestamps: sidekiqTimestamps, maximumPayloadBytes: maxPayloadBytes),
-            keys: SidekiqKeys(namespace: redisNamespace), networkTimeout: networkTimeout)
+            keys: SidekiqKeys(namespace: redisNamespace), networkTimeout: networkTimeout, maxBatchBytes: maxBatchBytes,
+            notifyChannel: notifyChannel)
         let redactor = connection.redactor
         let level = LogLevelName.parse(logLevel)!
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, redactor: redactor) }

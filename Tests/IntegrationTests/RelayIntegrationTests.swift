@@ -102,6 +102,38 @@ import Testing
         #expect(try outbox.queue("held") == [Self.pushed("held", 1)])
     }
 
+    @Test func wakesAtOnceOnANotificationInsteadOfSleeping() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        for statement in outbox.queries.notifyStatements(channel: "outbox_test_\(outbox.table.name)") { try outbox.postgres.execute(statement) }
+        var configuration = outbox.configuration(splitKeys: [.named("fast")])
+        configuration.sleepOnEmpty = 30
+        configuration.notifyChannel = "outbox_test_\(outbox.table.name)"
+        let relay = RelayRunner(configuration)
+        Thread.sleep(forTimeInterval: 0.5)
+        for n in 0..<3 {
+            let started = Date()
+            try outbox.insert([(.named("fast"), Self.payload("fast", n))])
+            try waitUntil("row \(n) relayed", seconds: 5) { try outbox.queue("fast").count == n + 1 }
+            #expect(Date().timeIntervalSince(started) < 1, "relayed in well under --sleep-on-empty (30 s)")
+        }
+        #expect(relay.finish())
+    }
+
+    @Test func capsABatchByPayloadBytes() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert((0..<50).map { (.named("big"), Self.payload("big", $0)) })
+        var configuration = outbox.configuration(batchSize: 1000)
+        configuration.maxBatchBytes = 1024
+        let relay = RelayRunner(configuration)
+        try waitUntil("rows relayed") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        #expect(try outbox.queue("big") == (0..<50).map { Self.pushed("big", $0) })
+        let batches = relay.logs.lines.filter { $0.contains("batch relayed") }
+        #expect(batches.count >= 50 * Self.payload("big", 0).utf8.count / 1024, "about 1 KB per batch: \(batches.count) batches")
+    }
+
     @Test func waitsForAMissingTableAndStartsWhenItAppears() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }

@@ -6,19 +6,25 @@ import Testing
     let queries = OutboxQueries(table: try! TableName("event_store_outbox"))
 
     @Test func fetchesOneKeyInIdOrderSkippingKnownBadRows() {
-        let statement = queries.fetch(.named("default"), limit: 100, skipping: [4, 9])
+        let statement = queries.fetch(.named("default"), limit: 100, maxBytes: 4096, skipping: [4, 9])
         #expect(statement.sql == """
-            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8, NULL::varchar FROM "event_store_outbox" \
-            WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2 AND id <> ALL($3::int8[]) ORDER BY id LIMIT $4
+            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8, jid, available FROM (\
+            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running, count(*) OVER () AS available \
+            FROM (SELECT id, payload, created_at, NULL::varchar AS jid FROM "event_store_outbox" \
+            WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2 AND id <> ALL($3::int8[]) \
+            AND id > coalesce($5::int8, (SELECT min(id) - 1 FROM "event_store_outbox" \
+            WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2)) ORDER BY id LIMIT $4) AS page) AS sized \
+            WHERE running - octet_length(payload) < $6::int8 ORDER BY id
             """)
-        #expect(statement.parameters == ["sidekiq5", "default", "{4,9}", "100"])
+        #expect(statement.parameters == ["sidekiq5", "default", "{4,9}", "100", nil, "4096"])
+        #expect(queries.fetch(.named("default"), limit: 100, maxBytes: 4096, skipping: [], after: 77).parameters[4] == "77")
         #expect(statement.name == "outbox_fetch")
     }
 
     @Test func fetchesTheNullKeyWithItsOwnStatement() {
-        let statement = queries.fetch(.null, limit: 5, skipping: [])
+        let statement = queries.fetch(.null, limit: 5, maxBytes: 100, skipping: [])
         #expect(statement.sql.contains("split_key IS NULL AND $2::varchar IS NULL"))
-        #expect(statement.parameters == ["sidekiq5", nil, "{}", "5"])
+        #expect(statement.parameters == ["sidekiq5", nil, "{}", "5", nil, "100"])
         #expect(statement.name == "outbox_fetch_null")
     }
 
@@ -51,6 +57,21 @@ import Testing
             """)
     }
 
+    @Test func asksForConfiguredKeysWithPendingRowsInOneQuery() {
+        let statement = queries.keysWithPendingRows(among: [.named("a"), .named("b")])
+        #expect(statement.sql.hasPrefix("SELECT k FROM unnest($2::varchar[]) AS k WHERE EXISTS"))
+        #expect(statement.parameters == ["sidekiq5", "{\"a\",\"b\"}", "false"])
+    }
+
+    @Test func installsAStatementLevelNotifyTrigger() {
+        let statements = queries.notifyStatements(channel: "outbox_relay")
+        #expect(statements[0].contains("pg_notify('outbox_relay', left(coalesce((SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') FROM outbox_new_rows), ''), 7000))"))
+        #expect(statements[2] == """
+            CREATE TRIGGER "event_store_outbox_notify" AFTER INSERT ON "event_store_outbox" REFERENCING NEW TABLE AS outbox_new_rows \
+            FOR EACH STATEMENT EXECUTE FUNCTION "event_store_outbox_notify"()
+            """)
+    }
+
     @Test func movesBadRowsToDeadLettersInOneStatement() {
         let statement = queries.deadLetter([(4, #"bad "json""#), (9, "no queue")])
         #expect(statement.sql == """
@@ -71,12 +92,15 @@ import Testing
 
     @Test func servesTheReliableJobLayoutByStatus() throws {
         let reliable = OutboxQueries(layout: .reliableJob, table: try TableName("reliable_job_outbox"))
-        let fetch = reliable.fetch(.null, limit: 50, skipping: [])
-        #expect(fetch.sql == """
-            SELECT id, convert_to(payload::text, 'UTF8'), (extract(epoch FROM created_at) * 1000000)::int8, jid \
-            FROM "reliable_job_outbox" WHERE status = 'pending' AND id <> ALL($1::int8[]) ORDER BY id LIMIT $2
-            """)
-        #expect(fetch.parameters == ["{}", "50"])
+        let fetch = reliable.fetch(.null, limit: 50, maxBytes: 1000, skipping: [])
+        #expect(fetch.sql.contains("""
+            FROM (SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM "reliable_job_outbox" \
+            WHERE status = 'pending' AND id <> ALL($1::int8[]) \
+            AND id > coalesce($3::int8, (SELECT min(id) - 1 FROM "reliable_job_outbox" WHERE status = 'pending')) \
+            ORDER BY id LIMIT $2) AS page) AS sized \
+            WHERE running - octet_length(payload) < $4::int8 ORDER BY id
+            """))
+        #expect(fetch.parameters == ["{}", "50", nil, "1000"])
         let mark = reliable.markEnqueued([1, 2, 3], scheduled: [2])
         #expect(mark.sql == """
             UPDATE "reliable_job_outbox" SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \

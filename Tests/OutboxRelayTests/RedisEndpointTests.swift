@@ -48,13 +48,24 @@ import Testing
         #expect(backoff.nextDelay(unitRandom: 0) == 0.05)
     }
 
+    @Test func batchesGrowFromSmallToTheBatchSize() {
+        var tempo = LeaseTempo(maximumBatches: 10, batchSize: 1000)
+        var limits: [Int] = []
+        while limits.count < 6 {
+            limits.append(tempo.limit)
+            #expect(tempo.afterBatch(available: tempo.limit) == .fetchAgain)
+        }
+        #expect(limits == [10, 40, 160, 640, 1000, 1000])
+        #expect(LeaseTempo(maximumBatches: 10, batchSize: 3).limit == 3)
+    }
+
     @Test func leaseIsReleasedWhenDrainedOrAfterTheBatchLimit() {
-        var tempo = LeaseTempo(maximumBatches: 3)
-        #expect(tempo.afterBatch(fetched: 10, limit: 10) == .fetchAgain)
-        #expect(tempo.afterBatch(fetched: 10, limit: 10) == .fetchAgain)
-        #expect(tempo.afterBatch(fetched: 10, limit: 10) == .release)
-        var drained = LeaseTempo(maximumBatches: 3)
-        #expect(drained.afterBatch(fetched: 9, limit: 10) == .release)
+        var tempo = LeaseTempo(maximumBatches: 3, batchSize: 10)
+        #expect(tempo.afterBatch(available: 10) == .fetchAgain)
+        #expect(tempo.afterBatch(available: 10) == .fetchAgain)
+        #expect(tempo.afterBatch(available: 10) == .release)
+        var drained = LeaseTempo(maximumBatches: 3, batchSize: 10)
+        #expect(drained.afterBatch(available: 9) == .release)
     }
 
     @Test func rotationStartsEachPassOneKeyFurther() {

@@ -1,0 +1,74 @@
+import Foundation
+import OutboxRelay
+import OutboxRelayIO
+
+/// `make bench`: throughput against PostgreSQL's own marking rate, commit-to-Redis latency, and
+/// the relay's memory and idle CPU, against the throwaway servers of scripts/with-servers.sh.
+@main
+struct Bench {
+    static func main() throws {
+        let options = try BenchOptions(CommandLine.arguments.dropFirst())
+        let environment = ProcessInfo.processInfo.environment
+        guard let databaseURL = environment["OUTBOX_TEST_DATABASE_URL"], let redisPort = environment["OUTBOX_TEST_REDIS_PORT"].flatMap(Int.init) else {
+            throw BenchError("run through scripts/with-servers.sh (make bench), which starts the servers")
+        }
+        let servers = BenchServers(databaseURL: databaseURL, redisPort: redisPort, relay: options.relay)
+        var report = BenchReport(machine: MachineInfo.current(servers: servers), rows: options.rows)
+
+        let throughputCases = [
+            ThroughputCase(name: "200 B, 1 key", payloadBytes: 200, keys: 1),
+            ThroughputCase(name: "200 B, 8 keys", payloadBytes: 200, keys: 8),
+            ThroughputCase(name: "4 KB, 1 key", payloadBytes: 4096, keys: 1),
+        ]
+        for item in throughputCases {
+            let result = try ThroughputRun(servers: servers, rows: options.rows, item: item).run()
+            print(result.line)
+            report.throughput.append(result)
+        }
+        for (rate, notify) in [(200, true), (2000, true), (200, false)] {
+            let result = try LatencyRun(servers: servers, rate: rate, seconds: options.latencySeconds, notify: notify).run()
+            print(result.line)
+            report.latency.append(result)
+        }
+        report.idleCPUPercent = try IdleRun(servers: servers, seconds: options.idleSeconds).run()
+        print(String(format: "idle CPU over %.0f s: %.3f%% of one core", options.idleSeconds, report.idleCPUPercent))
+
+        print("\n" + report.table())
+        try FileManager.default.createDirectory(atPath: options.results, withIntermediateDirectories: true)
+        let data = try JSONSerialization.data(withJSONObject: report.json(), options: [.prettyPrinted, .sortedKeys])
+        let path = "\(options.results)/bench.json"
+        try data.write(to: URL(fileURLWithPath: path))
+        print("figures written to \(path)")
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
+
+struct BenchOptions {
+    var relay = ".build/release/outbox-relay"
+    var rows = 100_000
+    var results = "results"
+    var latencySeconds = 5.0
+    var idleSeconds = 10.0
+
+    init(_ arguments: ArraySlice<String>) throws {
+        var iterator = arguments.makeIterator()
+        while let flag = iterator.next() {
+            guard let value = iterator.next() else { throw BenchError("\(flag) needs a value") }
+            switch flag {
+            case "--relay": relay = value
+            case "--rows": rows = Int(value) ?? rows
+            case "--results": results = value
+            case "--latency-seconds": latencySeconds = Double(value) ?? latencySeconds
+            case "--idle-seconds": idleSeconds = Double(value) ?? idleSeconds
+            default: throw BenchError("unknown flag \(flag)")
+            }
+        }
+    }
+}
