@@ -6,7 +6,11 @@ BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
 TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace
 
-.PHONY: all deps test-deps build release test demo clean
+ROWS ?= 100000
+RESULTS ?= results
+RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
+
+.PHONY: all deps test-deps build release test demo bench clean
 
 all: build
 
@@ -29,6 +33,13 @@ test: test-deps
 
 demo: build
 	scripts/with-servers.sh scripts/demo.sh "$(BIN_DIR)/outbox-relay"
+
+# Throughput against PostgreSQL's own marking rate, latency, memory and idle CPU of the release
+# build; prints a table, writes $(RESULTS)/bench.json and $(RESULTS)/bench.png.
+bench: release
+	scripts/with-servers.sh "$(RELEASE_DIR)/outbox-relay-bench" --relay "$(RELEASE_DIR)/outbox-relay" --rows $(ROWS) --results $(RESULTS)
+	@python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install --quiet matplotlib
+	python3 scripts/bench-chart.py $(RESULTS)/bench.json $(RESULTS)/bench.png
 
 clean:
 	rm -rf .build

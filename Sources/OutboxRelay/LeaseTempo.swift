@@ -17,17 +17,24 @@ public struct LeaseTempo: Sendable, Equatable {
     /// How many rows the next fetch asks for.
     public private(set) var limit: Int
 
-    public init(maximumBatches: Int, batchSize: Int) {
+    /// `carriedLimit` is the limit a previous lease on the same key reached when it let go of a
+    /// key that still had a backlog, so a busy key does not climb from small batches every lease.
+    public init(maximumBatches: Int, batchSize: Int, carriedLimit: Int? = nil) {
         self.maximumBatches = maximumBatches
         self.batchSize = batchSize
-        self.limit = min(batchSize, Self.firstLimit)
+        self.limit = min(batchSize, carriedLimit ?? Self.firstLimit)
     }
+
+    /// Whether the last batch left rows behind, so the next lease can start at ``limit``.
+    public private(set) var leftBacklog = false
 
     /// Call after each batch with how many rows were pending within the fetch's limit.
     public mutating func afterBatch(available: Int) -> Next {
         batches += 1
-        if available < limit || batches >= maximumBatches { return .release }
+        leftBacklog = false
+        if available < limit { return .release }
         limit = min(batchSize, limit * 4)
-        return .fetchAgain
+        leftBacklog = batches >= maximumBatches
+        return leftBacklog ? .release : .fetchAgain
     }
 }

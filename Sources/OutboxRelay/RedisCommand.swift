@@ -38,20 +38,3 @@ public indirect enum RedisReply: Sendable, Equatable {
         }
     }
 }
-
-extension RedisCommand {
-    /// Appends the command in the Redis protocol (RESP) to `buffer`: `*N`, then `$len` and the
-    /// bytes of each argument.
-    public func encode(into buffer: inout [UInt8]) {
-        buffer.append(UInt8(ascii: "*"))
-        buffer.append(contentsOf: String(arguments.count).utf8)
-        buffer.append(contentsOf: [0x0D, 0x0A])
-        for argument in arguments {
-            buffer.append(UInt8(ascii: "$"))
-            buffer.append(contentsOf: String(argument.count).utf8)
-            buffer.append(contentsOf: [0x0D, 0x0A])
-            buffer.append(contentsOf: argument)
-            buffer.append(contentsOf: [0x0D, 0x0A])
-        }
-    }
-}

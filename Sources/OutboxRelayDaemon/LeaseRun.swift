@@ -20,7 +20,7 @@ struct LeaseRun {
 
     /// Relays `key`'s pending rows under a lease; returns how many rows it handled (0 when the key
     /// is leased elsewhere).
-    func run(_ key: SplitKey, skipped: inout SkippedRows) throws -> Int {
+    func run(_ key: SplitKey, skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> Int {
         let queries = configuration.queries
         let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
         let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
@@ -47,21 +47,22 @@ struct LeaseRun {
         }
 
         let started = nowMicros()
-        var tempo = LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize)
+        var tempo = LeaseTempo(
+            maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key])
         var relayed = 0
         var handled = 0
         var lastID: Int64?
         while !stop.isStopRequested {
-            let (rows, available) = try fetch(key, limit: tempo.limit, skipping: skipped.ids(for: key), after: lastID)
-            if rows.isEmpty { break }
-            lastID = rows.last?.id
-            let plan = BatchPlan(
-                rows: rows, encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: alreadyPushed, makeJID: makeJID)
+            // The fetched rows go out of scope once encoded, so a batch is held in memory once.
+            let (plan, fetched, available) = try plan(key, limit: tempo.limit, skipping: skipped.ids(for: key), after: lastID,
+                alreadyPushed: alreadyPushed)
+            if fetched.isEmpty { break }
+            lastID = fetched.last
             if !plan.pushedIDs.isEmpty { try redis.push(plan, keys: fence, sidekiq: configuration.keys, token: token) }
             if !plan.markIDs.isEmpty { try postgres.query(queries.markEnqueued(plan.markIDs, scheduled: plan.scheduledIDs)) }
             if !plan.rejections.isEmpty { try deadLetter(plan.rejections, key: key, skipped: &skipped) }
             relayed += plan.markIDs.count
-            handled += rows.count
+            handled += fetched.count
             logger.debug(
                 "batch relayed",
                 metadata: metadata.merging(["outbox.jobs": "\(plan.markIDs.count)", "outbox.rejected": "\(plan.rejections.count)"]) { $1 })
@@ -70,6 +71,7 @@ struct LeaseRun {
         // Every pushed row is marked: Redis may forget them. On any failure above this is skipped,
         // so the next holder learns which rows are in Redis but perhaps not marked.
         try redis.release(fence, token: token)
+        tempos[key] = tempo.leftBacklog ? tempo.limit : nil
         if relayed > 0 {
             logger.info(
                 "relayed jobs",
@@ -79,6 +81,17 @@ struct LeaseRun {
                 ]) { $1 })
         }
         return handled
+    }
+
+    /// Fetches the next rows of `key` and plans their push; returns the plan, the fetched ids, and
+    /// how many rows were pending within `limit` before the byte cap.
+    private func plan(
+        _ key: SplitKey, limit: Int, skipping: [Int64], after: Int64?, alreadyPushed: Set<Int64>
+    ) throws -> (BatchPlan, [Int64], Int) {
+        let (rows, available) = try fetch(key, limit: limit, skipping: skipping, after: after)
+        let plan = BatchPlan(
+            rows: rows, encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: alreadyPushed, makeJID: makeJID)
+        return (plan, rows.map(\.id), available)
     }
 
     /// The next rows of `key`, and how many were pending within `limit` before the byte cap.

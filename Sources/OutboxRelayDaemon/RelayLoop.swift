@@ -23,6 +23,8 @@ public final class RelayLoop {
     private var resolvedTable = ""
     private var cluster = ""
     private var skipped = SkippedRows()
+    /// Per key, the batch size a lease reached when it let go of a key that still had a backlog.
+    private var tempos: [SplitKey: Int] = [:]
     private var rotation = KeyRotation(start: Int(getpid()))
     private var backoff = Backoff()
     private var announcedReady = false
@@ -165,7 +167,7 @@ public final class RelayLoop {
             let lease = LeaseRun(
                 configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, cluster: cluster, logger: logger,
                 stop: stop, nowMicros: nowMicros, makeJID: makeJID)
-            if try lease.run(key, skipped: &skipped) > 0 { worked = true }
+            if try lease.run(key, skipped: &skipped, tempos: &tempos) > 0 { worked = true }
         }
         if !worked && !stop.isStopRequested && !notified() {
             if stop.sleep(seconds: configuration.sleepOnEmpty, watching: listener?.socket) == .readable {

@@ -58,11 +58,8 @@ public final class RedisConnection {
 
     private func send(_ commands: [RedisCommand], connecting: Bool) throws(RedisError) -> [RedisReply] {
         guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(commands.reduce(0) { $0 + 16 + $1.arguments.reduce(0) { $0 + $1.count + 16 } })
-        for command in commands { command.encode(into: &buffer) }
         do {
-            try writeAll(buffer)
+            try write(commands)
             var replies: [RedisReply] = []
             replies.reserveCapacity(commands.count)
             while replies.count < commands.count {
@@ -74,6 +71,32 @@ public final class RedisConnection {
             let verb = connecting ? "cannot connect to" : "lost the connection to"
             throw RedisError(connecting ? .connectionFailed : .connectionLost, "\(verb) Redis at \(endpoint): \(error.message)")
         }
+    }
+
+    /// Writes the commands in the Redis protocol through a 64 KB staging buffer; a large argument
+    /// (a job's JSON) goes straight from its own storage, so a batch is never copied whole.
+    private func write(_ commands: [RedisCommand]) throws(SocketError) {
+        var staging: [UInt8] = []
+        staging.reserveCapacity(64 * 1024)
+        for command in commands {
+            staging.append(contentsOf: "*\(command.arguments.count)\r\n".utf8)
+            for argument in command.arguments {
+                staging.append(contentsOf: "$\(argument.count)\r\n".utf8)
+                if argument.count > 16 * 1024 {
+                    try writeAll(staging)
+                    staging.removeAll(keepingCapacity: true)
+                    try writeAll(argument)
+                } else {
+                    staging.append(contentsOf: argument)
+                }
+                staging.append(contentsOf: [0x0D, 0x0A])
+                if staging.count >= 48 * 1024 {
+                    try writeAll(staging)
+                    staging.removeAll(keepingCapacity: true)
+                }
+            }
+        }
+        try writeAll(staging)
     }
 
     private func writeAll(_ bytes: [UInt8]) throws(SocketError) {

@@ -59,6 +59,17 @@ import Testing
         #expect(LeaseTempo(maximumBatches: 10, batchSize: 3).limit == 3)
     }
 
+    @Test func aBusyKeyKeepsItsBatchSizeIntoTheNextLease() {
+        var tempo = LeaseTempo(maximumBatches: 2, batchSize: 1000)
+        #expect(tempo.afterBatch(available: 10) == .fetchAgain)
+        #expect(tempo.afterBatch(available: 40) == .release)
+        #expect(tempo.leftBacklog)
+        #expect(LeaseTempo(maximumBatches: 2, batchSize: 1000, carriedLimit: tempo.limit).limit == 160)
+        var drained = LeaseTempo(maximumBatches: 2, batchSize: 1000)
+        #expect(drained.afterBatch(available: 3) == .release)
+        #expect(!drained.leftBacklog)
+    }
+
     @Test func leaseIsReleasedWhenDrainedOrAfterTheBatchLimit() {
         var tempo = LeaseTempo(maximumBatches: 3, batchSize: 10)
         #expect(tempo.afterBatch(available: 10) == .fetchAgain)
@@ -75,11 +86,5 @@ import Testing
         #expect(rotation.order(keys) == [.named("b"), .named("c"), .named("a")])
         #expect(rotation.order(keys) == [.named("c"), .named("a"), .named("b")])
         #expect(rotation.order([]) == [])
-    }
-
-    @Test func encodesCommandsInRESP() {
-        var buffer: [UInt8] = []
-        RedisCommand("LPUSH", "queue:a", "é").encode(into: &buffer)
-        #expect(String(decoding: buffer, as: UTF8.self) == "*3\r\n$5\r\nLPUSH\r\n$7\r\nqueue:a\r\n$2\r\né\r\n")
     }
 }

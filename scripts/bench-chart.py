@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Renders the figures of `make bench` (results/bench.json) as a PNG for the README."""
+import json
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main(source: str, target: str) -> None:
+    with open(source) as handle:
+        report = json.load(handle)
+    machine = report["machine"]
+    figure, (throughput, latency) = plt.subplots(1, 2, figsize=(12, 4.5))
+
+    cases = [run["case"] for run in report["throughput"]]
+    positions = range(len(cases))
+    relay = [run["relay_jobs_per_s"] for run in report["throughput"]]
+    postgres = [run["postgres_rows_per_s"] for run in report["throughput"]]
+    throughput.bar([p - 0.2 for p in positions], postgres, width=0.4, label="PostgreSQL alone marking", color="#9aa5b1")
+    throughput.bar([p + 0.2 for p in positions], relay, width=0.4, label="outbox-relay", color="#2f6fb0")
+    for p, run in zip(positions, report["throughput"]):
+        throughput.annotate(f"{run['ratio']:.2f}x", (p + 0.2, run["relay_jobs_per_s"]), ha="center", va="bottom", fontsize=9)
+    throughput.axhline(1500, color="#c0392b", linestyle="--", linewidth=1, label="res_outbox (about 1,500/s)")
+    throughput.set_xticks(list(positions), cases)
+    throughput.set_ylabel("jobs per second")
+    throughput.set_title(f"Throughput, {report['rows']:,} rows, batch 1,000")
+    throughput.legend(fontsize=8)
+
+    labels = [f"{run['rate']}/s\n{'NOTIFY' if run['notify'] else 'polling'}" for run in report["latency"]]
+    spots = range(len(labels))
+    for offset, key, color in ((-0.25, "p50_ms", "#2f6fb0"), (0.0, "p99_ms", "#e67e22"), (0.25, "max_ms", "#9aa5b1")):
+        latency.bar([s + offset for s in spots], [run[key] for run in report["latency"]], width=0.25, label=key[:-3], color=color)
+    latency.set_yscale("log")
+    latency.set_xticks(list(spots), labels)
+    latency.set_ylabel("commit to Redis, ms (log scale)")
+    latency.set_title("Latency")
+    latency.legend(fontsize=8)
+
+    figure.suptitle(f"outbox-relay, {machine['date']}, {machine['cores']} cores, PostgreSQL {machine['postgres'].split()[0]}, Redis {machine['redis']}")
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+    print(f"chart written to {target}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
