@@ -1,7 +1,7 @@
 /// Writing JSON text.
-enum JSONText {
+public enum JSONText {
     /// `text` escaped for use between the quotes of a JSON string.
-    static func escaped(_ text: String) -> String {
+    public static func escaped(_ text: String) -> String {
         var result = ""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -130,21 +130,21 @@ public struct OutboxQueries: Sendable {
         }
     }
 
-    /// Marks pushed rows, in one statement for the whole batch: `enqueued_at = now()`, and for
+    /// Marks pushed rows, in one statement for the whole batch: `enqueued_at` = now in UTC, and for
     /// sidekiq-reliable_job `status = 'enqueued'`, or `'scheduled'` for the ids in `scheduled`.
     public func markEnqueued(_ ids: [Int64], scheduled: [Int64] = []) -> SQLStatement {
         switch layout {
         case .res:
             return SQLStatement(
                 name: "outbox_mark",
-                "UPDATE \(table.quoted) SET enqueued_at = now() WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL",
+                "UPDATE \(table.quoted) SET enqueued_at = \(Self.utcNow) WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL",
                 [ids.postgresArrayLiteral])
         case .reliableJob:
             return SQLStatement(
                 name: "outbox_mark",
                 """
                 UPDATE \(table.quoted) SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \
-                enqueued_at = now(), updated_at = now() WHERE id = ANY($1::int8[]) AND status = 'pending'
+                enqueued_at = \(Self.utcNow), updated_at = \(Self.utcNow) WHERE id = ANY($1::int8[]) AND status = 'pending'
                 """, [ids.postgresArrayLiteral, scheduled.postgresArrayLiteral])
         }
     }
@@ -156,9 +156,25 @@ public struct OutboxQueries: Sendable {
             name: "outbox_dead_letter",
             """
             WITH moved AS (DELETE FROM \(table.quoted) WHERE id = ANY($1::int8[]) AND \(pendingCondition) RETURNING *) \
-            INSERT INTO \(deadLetterTable.quoted) SELECT moved.*, r.reason, now() FROM moved \
+            INSERT INTO \(deadLetterTable.quoted) SELECT moved.*, r.reason, \(Self.utcNow) FROM moved \
             JOIN unnest($1::int8[], $2::text[]) AS r(id, reason) ON r.id = moved.id RETURNING id
             """, [rejections.map(\.id).postgresArrayLiteral, rejections.map(\.reason).postgresArrayLiteral])
+    }
+
+    /// The current time as the UTC `timestamp` Rails writes into these columns, whatever the
+    /// server's or session's time zone.
+    static let utcNow = "(now() AT TIME ZONE 'utc')"
+
+    /// Deletes up to `limit` rows enqueued more than `seconds` ago, oldest ids first; never a
+    /// pending row. Returns the number deleted as the command tag. (res layout only: the gem's
+    /// middleware deletes sidekiq-reliable_job's rows.)
+    public func cleanup(olderThan seconds: Double, limit: Int) -> SQLStatement {
+        SQLStatement(
+            name: "outbox_cleanup",
+            """
+            DELETE FROM \(table.quoted) WHERE id IN (SELECT id FROM \(table.quoted) WHERE enqueued_at IS NOT NULL \
+            AND enqueued_at < \(Self.utcNow) - make_interval(secs => $1::float8) ORDER BY id LIMIT $2) RETURNING id
+            """, [String(seconds), String(limit)])
     }
 
     /// Takes the lease on a split key without waiting. One row: the fencing token when the lease
@@ -178,6 +194,36 @@ public struct OutboxQueries: Sendable {
     private var pendingCondition: String {
         layout == .res ? "enqueued_at IS NULL" : "status = 'pending'"
     }
+
+    // MARK: status
+
+    /// Per split key with pending rows: key, count, age in seconds of the oldest pending row.
+    public var pendingSummary: SQLStatement {
+        let age = "extract(epoch FROM \(Self.utcNow) - min(created_at))::float8"
+        switch layout {
+        case .res:
+            return SQLStatement(
+                "SELECT split_key, count(*), \(age) FROM \(table.quoted) WHERE format = $1 AND enqueued_at IS NULL GROUP BY split_key ORDER BY split_key",
+                [format])
+        case .reliableJob:
+            return SQLStatement(
+                "SELECT NULL::varchar, count(*), \(age) FROM \(table.quoted) WHERE status = 'pending' HAVING count(*) > 0")
+        }
+    }
+
+    /// Per split key: the number of dead letters.
+    public var deadLetterSummary: SQLStatement {
+        let key = layout == .res ? "split_key" : "NULL::varchar"
+        return SQLStatement("SELECT \(key), count(*) FROM \(deadLetterTable.quoted) GROUP BY 1 ORDER BY 1")
+    }
+
+    /// Every advisory lock held, by lock key: the holder's pid, application_name and address.
+    public static let leaseHolders = SQLStatement(
+        """
+        SELECT ((l.classid::int8 << 32) | l.objid::int8)::text, a.pid, a.application_name, coalesce(host(a.client_addr), 'local') \
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+        WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+        """)
 
     // MARK: dead letters
 
@@ -206,7 +252,7 @@ public struct OutboxQueries: Sendable {
         case .reliableJob:
             insert = """
                 INSERT INTO \(table.quoted) (id, jid, job_class, payload, status, enqueued_at, created_at, updated_at) \
-                SELECT id, jid, job_class, payload, 'pending', NULL, created_at, now() FROM back ORDER BY id RETURNING id
+                SELECT id, jid, job_class, payload, 'pending', NULL, created_at, \(Self.utcNow) FROM back ORDER BY id RETURNING id
                 """
         }
         return SQLStatement("WITH back AS (\(back)) \(insert)", [ids?.postgresArrayLiteral])
@@ -271,7 +317,7 @@ public struct OutboxQueries: Sendable {
         statements.append(
             """
             CREATE TABLE IF NOT EXISTS \(deadLetterTable.quoted) (LIKE \(t), error text NOT NULL, \
-            dead_lettered_at timestamp(6) NOT NULL DEFAULT now(), PRIMARY KEY (id))
+            dead_lettered_at timestamp(6) NOT NULL DEFAULT \(Self.utcNow), PRIMARY KEY (id))
             """)
         return statements
     }

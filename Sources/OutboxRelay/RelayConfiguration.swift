@@ -17,6 +17,8 @@ public struct RelayConfiguration: Sendable {
     public var batchesPerLease: Int
     public var sidekiq: SidekiqJobEncoder
     public var keys: SidekiqKeys
+    /// Deleting rows enqueued long ago (`--cleanup`), or nil.
+    public var cleanup: CleanupPolicy?
     /// Largest sum of payload bytes fetched in one batch (the first row always comes).
     public var maxBatchBytes: Int
     /// The channel the relay LISTENs on for `migrate --notify`'s wake-ups.
@@ -32,6 +34,7 @@ public struct RelayConfiguration: Sendable {
         sidekiq: SidekiqJobEncoder = SidekiqJobEncoder(), keys: SidekiqKeys = SidekiqKeys(), networkTimeout: Double = 10,
         maxBatchBytes: Int = 16 * 1024 * 1024, notifyChannel: String = "outbox_relay"
     ) {
+        self.cleanup = nil
         self.maxBatchBytes = maxBatchBytes
         self.notifyChannel = notifyChannel
         self.databaseURL = databaseURL

@@ -18,15 +18,20 @@ struct LeaseRun {
     let nowMicros: () -> Int64
     let makeJID: () -> String
 
-    /// Relays `key`'s pending rows under a lease; returns how many rows it handled (0 when the key
-    /// is leased elsewhere).
-    func run(_ key: SplitKey, skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> Int {
+    /// What one lease did: rows fetched (relayed or rejected) and jobs relayed.
+    struct Outcome {
+        let handled: Int
+        let relayed: Int
+    }
+
+    /// Relays `key`'s pending rows under a lease (nothing when the key is leased elsewhere).
+    func run(_ key: SplitKey, skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> Outcome {
         let queries = configuration.queries
         let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
         let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
         guard let token = try postgres.query(queries.tryLease(lease)).int64(0, 0) else {
             logger.debug("split key leased by another instance", metadata: metadata)
-            return 0
+            return Outcome(handled: 0, relayed: 0)
         }
         let fence = FencedPush.Keys(lease: lease, cluster: cluster, namespace: configuration.keys.namespace)
         defer {
@@ -80,7 +85,7 @@ struct LeaseRun {
                     "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
                 ]) { $1 })
         }
-        return handled
+        return Outcome(handled: handled, relayed: relayed)
     }
 
     /// Fetches the next rows of `key` and plans their push; returns the plan, the fetched ids, and

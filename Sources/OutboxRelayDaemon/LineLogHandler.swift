@@ -1,17 +1,29 @@
 import Foundation
 import Logging
+import OutboxRelay
 import OutboxRelayIO
 
-/// Writes one line per event to standard error, `<time> <level> <message> key=value …`, with
-/// every known secret removed. Under systemd the journal stores each line as one entry.
+/// Writes one line per event to standard error, with every known secret removed. Under systemd
+/// the journal stores each line as one entry.
+/// - text: `<time> <level> <message> key=value …`
+/// - json: `{"time":…,"level":…,"message":…,"<key>":…}`
 public struct LineLogHandler: LogHandler {
+    public enum Format: String, Sendable, CaseIterable {
+        case text, json
+    }
+
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
+    private let format: Format
     private let redactor: SecretRedactor
     private let write: @Sendable (String) -> Void
 
-    public init(level: Logger.Level, redactor: SecretRedactor, write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError) {
+    public init(
+        level: Logger.Level, format: Format = .text, redactor: SecretRedactor,
+        write: @escaping @Sendable (String) -> Void = LineLogHandler.standardError
+    ) {
         self.logLevel = level
+        self.format = format
         self.redactor = redactor
         self.write = write
     }
@@ -24,11 +36,18 @@ public struct LineLogHandler: LogHandler {
     public func log(event: LogEvent) {
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { $1 } }
-        var line = "\(Self.timestamp()) \(event.level) \(event.message)"
-        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            line += " \(key)=\(Self.quoted("\(value)"))"
+        let sorted = fields.sorted(by: { $0.key < $1.key }).map { ($0.key, redactor.redact("\($0.value)")) }
+        let message = redactor.redact("\(event.message)")
+        switch format {
+        case .text:
+            var line = "\(Self.timestamp()) \(event.level) \(message)"
+            for (key, value) in sorted { line += " \(key)=\(Self.quoted(value))" }
+            write(line + "\n")
+        case .json:
+            var line = #"{"time":"\#(Self.timestamp())","level":"\#(event.level)","message":"\#(JSONText.escaped(message))""#
+            for (key, value) in sorted { line += #","\#(JSONText.escaped(key))":"\#(JSONText.escaped(value))""# }
+            write(line + "}\n")
         }
-        write(redactor.redact(line) + "\n")
     }
 
     private static func quoted(_ value: String) -> String {

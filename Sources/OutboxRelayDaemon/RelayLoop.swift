@@ -28,6 +28,10 @@ public final class RelayLoop {
     private var rotation = KeyRotation(start: Int(getpid()))
     private var backoff = Backoff()
     private var announcedReady = false
+    private var watchdog: WatchdogTimer
+    /// Jobs relayed since start, for systemd's STATUS line.
+    private var relayedTotal = 0
+    private var lastCleanup: Int64?
     private var lastProblem: String?
 
     public init(
@@ -42,14 +46,17 @@ public final class RelayLoop {
         self.nowMicros = nowMicros
         self.makeJID = makeJID
         self.random = random
+        self.watchdog = WatchdogTimer(intervalMicros: notifier.watchdogMicroseconds.map { Int64($0) })
     }
 
     /// Runs until a stop is requested, then releases every lease and closes both connections.
     public func run() {
         while !stop.isStopRequested {
+            if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
             do {
                 try connect()
                 try pass()
+                try cleanUpIfDue()
                 if lastProblem != nil {
                     logger.info("relaying again")
                     lastProblem = nil
@@ -138,6 +145,7 @@ public final class RelayLoop {
 
     /// Logs a problem once at error level; the same problem again only at debug level.
     private func lastProblemOrLog(_ message: String) {
+        notifier.notify("STATUS=waiting: \(message.prefix(200))")
         if message == lastProblem {
             logger.debug("\(message)")
         } else {
@@ -167,12 +175,36 @@ public final class RelayLoop {
             let lease = LeaseRun(
                 configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, cluster: cluster, logger: logger,
                 stop: stop, nowMicros: nowMicros, makeJID: makeJID)
-            if try lease.run(key, skipped: &skipped, tempos: &tempos) > 0 { worked = true }
+            let outcome = try lease.run(key, skipped: &skipped, tempos: &tempos)
+            if outcome.handled > 0 {
+                worked = true
+                relayedTotal += outcome.relayed
+            }
+            if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
         }
+        notifier.notify("STATUS=relaying: \(relayedTotal) jobs since start; \(keys.count) split keys with pending rows in the last pass")
         if !worked && !stop.isStopRequested && !notified() {
             if stop.sleep(seconds: configuration.sleepOnEmpty, watching: listener?.socket) == .readable {
                 _ = notified()
             }
+        }
+    }
+
+    /// Deletes rows enqueued longer ago than `--cleanup`, in chunks of 1,000 (at most
+    /// `--cleanup-limit` a round), once a minute.
+    private func cleanUpIfDue() throws {
+        guard let policy = configuration.cleanup else { return }
+        if let lastCleanup, nowMicros() - lastCleanup < CleanupPolicy.intervalMicros { return }
+        lastCleanup = nowMicros()
+        var deleted = 0
+        var last: Int?
+        while let chunk = policy.nextChunk(deletedSoFar: deleted, lastChunkDeleted: last), !stop.isStopRequested {
+            let rows = try postgres!.query(configuration.queries.cleanup(olderThan: policy.retention.seconds, limit: chunk))
+            deleted += rows.count
+            last = rows.count
+        }
+        if deleted > 0 {
+            logger.info("cleaned up enqueued rows", metadata: ["outbox.rows": "\(deleted)", "outbox.older_than": "\(policy.retention)"])
         }
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import OutboxRelay
 
 /// `outbox-relay`: the root command. Without a subcommand it runs the relay.
 @main
@@ -8,19 +9,21 @@ struct OutboxRelayCommand: AsyncParsableCommand {
         commandName: "outbox-relay",
         abstract: "Moves committed rows from a PostgreSQL outbox table into Sidekiq's Redis queues.",
         version: OutboxRelayVersion.current,
-        subcommands: [RunCommand.self, MigrateCommand.self, DeadLettersCommand.self],
+        subcommands: [RunCommand.self, MigrateCommand.self, DeadLettersCommand.self, StatusCommand.self],
         defaultSubcommand: RunCommand.self
     )
 
     /// Parses the command line and runs it; a usage error prints one line and exits with 64.
     static func main() async {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(Self.argumentsWithEnvironment())
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
+        } catch let code as ExitCode {
+            Foundation.exit(code.rawValue)
         } catch let failure as CommandFailure {
             FileHandle.standardError.write(Data("outbox-relay: \(failure.description)\n".utf8))
             Foundation.exit(1)
@@ -37,6 +40,18 @@ struct OutboxRelayCommand: AsyncParsableCommand {
             }
             Foundation.exit(code.rawValue)
         }
+    }
+}
+
+extension OutboxRelayCommand {
+    /// The command line, plus `OUTBOX_RELAY_*` variables for the relay's own flags when it runs
+    /// (the other subcommands take their flags from the command line).
+    static func argumentsWithEnvironment() -> [String] {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let others = ["migrate", "dead-letters", "status", "help"]
+        if let first = arguments.first, others.contains(first) { return arguments }
+        return EnvironmentArguments(flags: RunCommand.environmentFlags)
+            .apply(to: arguments, environment: ProcessInfo.processInfo.environment)
     }
 }
 

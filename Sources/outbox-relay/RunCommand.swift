@@ -13,6 +13,13 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Relay pending outbox rows to Sidekiq until stopped (the default command)."
     )
 
+    /// Every flag of `run`, each of which may also come from `OUTBOX_RELAY_<FLAG>`.
+    static let environmentFlags = [
+        "database-url", "redis-url", "schema", "table", "message-format", "split-keys", "batch-size", "sleep-on-empty",
+        "log-level", "log-format", "redis-namespace", "sidekiq-timestamps", "max-payload-bytes", "max-batch-bytes",
+        "notify-channel", "network-timeout", "cleanup", "cleanup-limit",
+    ]
+
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var outbox: OutboxOptions
 
@@ -27,6 +34,15 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Log level: fatal, error, warn, info or debug.", valueName: "level"))
     var logLevel: String = "info"
+
+    @Option(help: ArgumentHelp("Delete rows enqueued longer ago than this ISO-8601 duration (e.g. P7D), or none.", valueName: "duration"))
+    var cleanup: String = "none"
+
+    @Option(help: ArgumentHelp("Most rows deleted per cleanup round (once a minute): a number, or all.", valueName: "N"))
+    var cleanupLimit: String = "all"
+
+    @Option(help: ArgumentHelp("Log lines as text (key=value) or json (one object per line).", valueName: "format"))
+    var logFormat: LineLogHandler.Format = .text
 
     @Option(help: ArgumentHelp("redis-namespace prefix for Sidekiq <= 6.5 (keys become NS:queue:<q>).", valueName: "NS"))
     var redisNamespace: String?
@@ -65,6 +81,7 @@ struct RunCommand: AsyncParsableCommand {
         if let redisNamespace, redisNamespace.isEmpty || redisNamespace.contains(where: \.isWhitespace) {
             throw ValidationError("--redis-namespace must be a non-empty word, got '\(redisNamespace)'")
         }
+        _ = try cleanupPolicy()
         guard networkTimeout >= 0.1, networkTimeout <= 600 else {
             throw ValidationError("--network-timeout must be from 0.1 to 600 seconds, got \(networkTimeout)")
         }
@@ -82,23 +99,43 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let connection = try connection.resolved()
-        let configuration = RelayConfiguration(
+        var configuration = RelayConfiguration(
             databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),
             messageFormat: outbox.messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
             sleepOnEmpty: sleepOnEmpty,
             sidekiq: SidekiqJobEncoder(timestamps: sidekiqTimestamps, maximumPayloadBytes: maxPayloadBytes),
             keys: SidekiqKeys(namespace: redisNamespace), networkTimeout: networkTimeout, maxBatchBytes: maxBatchBytes,
             notifyChannel: notifyChannel)
+        configuration.cleanup = try cleanupPolicy()
         let redactor = connection.redactor
         let level = LogLevelName.parse(logLevel)!
-        let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, redactor: redactor) }
+        let format = logFormat
+        let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: RelayService(configuration: configuration, logger: logger))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: Logger(label: "outbox-relay.lifecycle") { _ in LineLogHandler(level: .warning, redactor: redactor) }
+                logger: Logger(label: "outbox-relay.lifecycle") { _ in LineLogHandler(level: .warning, format: format, redactor: redactor) }
             ))
         try await group.run()
+    }
+
+    private func cleanupPolicy() throws -> CleanupPolicy? {
+        guard cleanup != "none" else { return nil }
+        let retention: ISODuration
+        do {
+            retention = try ISODuration(cleanup)
+        } catch {
+            throw ValidationError("--cleanup: \(error.message), or none")
+        }
+        guard outbox.schema == .res else {
+            throw ValidationError("--cleanup: the reliable_job layout's rows are deleted by the gem's middleware")
+        }
+        if cleanupLimit == "all" { return CleanupPolicy(retention: retention, limit: nil) }
+        guard let limit = Int(cleanupLimit), limit > 0 else {
+            throw ValidationError("--cleanup-limit must be a positive number or all, got '\(cleanupLimit)'")
+        }
+        return CleanupPolicy(retention: retention, limit: limit)
     }
 
     private func parsedSplitKeys(_ text: String) -> [SplitKey] {
@@ -119,3 +156,5 @@ enum LogLevelName {
         }
     }
 }
+
+extension LineLogHandler.Format: ExpressibleByArgument {}

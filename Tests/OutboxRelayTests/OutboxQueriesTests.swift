@@ -30,7 +30,7 @@ import Testing
 
     @Test func marksABatchInOneStatementAndNeverARowTwice() {
         let statement = queries.markEnqueued([1, 2, 3])
-        #expect(statement.sql == #"UPDATE "event_store_outbox" SET enqueued_at = now() WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL"#)
+        #expect(statement.sql == #"UPDATE "event_store_outbox" SET enqueued_at = (now() AT TIME ZONE 'utc') WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL"#)
         #expect(statement.parameters == ["{1,2,3}"])
     }
 
@@ -53,7 +53,7 @@ import Testing
         #expect(queries.createStatements[3] == #"CREATE INDEX IF NOT EXISTS "event_store_outbox_pending" ON "event_store_outbox" (format, split_key, id) WHERE enqueued_at IS NULL"#)
         #expect(queries.createStatements[4] == """
             CREATE TABLE IF NOT EXISTS "event_store_outbox_dead_letters" (LIKE "event_store_outbox", error text NOT NULL, \
-            dead_lettered_at timestamp(6) NOT NULL DEFAULT now(), PRIMARY KEY (id))
+            dead_lettered_at timestamp(6) NOT NULL DEFAULT (now() AT TIME ZONE 'utc'), PRIMARY KEY (id))
             """)
     }
 
@@ -76,7 +76,7 @@ import Testing
         let statement = queries.deadLetter([(4, #"bad "json""#), (9, "no queue")])
         #expect(statement.sql == """
             WITH moved AS (DELETE FROM "event_store_outbox" WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL RETURNING *) \
-            INSERT INTO "event_store_outbox_dead_letters" SELECT moved.*, r.reason, now() FROM moved \
+            INSERT INTO "event_store_outbox_dead_letters" SELECT moved.*, r.reason, (now() AT TIME ZONE 'utc') FROM moved \
             JOIN unnest($1::int8[], $2::text[]) AS r(id, reason) ON r.id = moved.id RETURNING id
             """)
         #expect(statement.parameters == ["{4,9}", #"{"bad \"json\"","no queue"}"#])
@@ -104,7 +104,7 @@ import Testing
         let mark = reliable.markEnqueued([1, 2, 3], scheduled: [2])
         #expect(mark.sql == """
             UPDATE "reliable_job_outbox" SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \
-            enqueued_at = now(), updated_at = now() WHERE id = ANY($1::int8[]) AND status = 'pending'
+            enqueued_at = (now() AT TIME ZONE 'utc'), updated_at = (now() AT TIME ZONE 'utc') WHERE id = ANY($1::int8[]) AND status = 'pending'
             """)
         #expect(mark.parameters == ["{1,2,3}", "{2}"])
         #expect(reliable.leaseFormat == "reliable_job")
@@ -135,5 +135,34 @@ import Testing
         #expect(a != LeaseKey(table: "public.t", format: "sidekiq5", splitKey: .named("b")))
         #expect(a != LeaseKey(table: "public.u", format: "sidekiq5", splitKey: .named("a")))
         #expect(LeaseKey(table: "public.t", format: "sidekiq5", splitKey: .named("")) != LeaseKey(table: "public.t", format: "sidekiq5", splitKey: .null))
+    }
+}
+
+@Suite struct CleanupTests {
+    @Test(arguments: [("P7D", 604_800.0), ("PT12H", 43_200.0), ("P1DT30M", 88_200.0), ("PT1.5S", 1.5), ("P1W", 604_800.0), ("p2d", 172_800.0)])
+    func parsesDurations(text: String, seconds: Double) throws {
+        #expect(try ISODuration(text).seconds == seconds)
+    }
+
+    @Test(arguments: ["7D", "P", "PT", "P7", "P1H", "PT1D", "P1DT", "week"])
+    func refusesOtherText(text: String) {
+        #expect(throws: ConfigurationError.self) { try ISODuration(text) }
+    }
+
+    @Test func deletesInChunksUpToTheLimit() throws {
+        let limited = CleanupPolicy(retention: try ISODuration("P7D"), limit: 2500)
+        #expect(limited.nextChunk(deletedSoFar: 0, lastChunkDeleted: nil) == 1000)
+        #expect(limited.nextChunk(deletedSoFar: 2000, lastChunkDeleted: 1000) == 500)
+        #expect(limited.nextChunk(deletedSoFar: 2500, lastChunkDeleted: 500) == nil)
+        let all = CleanupPolicy(retention: try ISODuration("P7D"), limit: nil)
+        #expect(all.nextChunk(deletedSoFar: 9000, lastChunkDeleted: 1000) == 1000)
+        #expect(all.nextChunk(deletedSoFar: 9400, lastChunkDeleted: 400) == nil)
+    }
+
+    @Test func neverTouchesPendingRows() throws {
+        let queries = OutboxQueries(table: try TableName("event_store_outbox"))
+        let statement = queries.cleanup(olderThan: 604_800, limit: 1000)
+        #expect(statement.sql.contains("WHERE enqueued_at IS NOT NULL AND enqueued_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1::float8) ORDER BY id LIMIT $2"))
+        #expect(statement.parameters == ["604800.0", "1000"])
     }
 }

@@ -61,12 +61,14 @@ import Testing
 
     @Test func aBusyKeyKeepsItsBatchSizeIntoTheNextLease() {
         var tempo = LeaseTempo(maximumBatches: 2, batchSize: 1000)
-        #expect(tempo.afterBatch(available: 10) == .fetchAgain)
-        #expect(tempo.afterBatch(available: 40) == .release)
+        let first = tempo.afterBatch(available: 10)
+        let second = tempo.afterBatch(available: 40)
+        #expect([first, second] == [.fetchAgain, .release])
         #expect(tempo.leftBacklog)
         #expect(LeaseTempo(maximumBatches: 2, batchSize: 1000, carriedLimit: tempo.limit).limit == 160)
         var drained = LeaseTempo(maximumBatches: 2, batchSize: 1000)
-        #expect(drained.afterBatch(available: 3) == .release)
+        let next = drained.afterBatch(available: 3)
+        #expect(next == .release)
         #expect(!drained.leftBacklog)
     }
 
@@ -86,5 +88,31 @@ import Testing
         #expect(rotation.order(keys) == [.named("b"), .named("c"), .named("a")])
         #expect(rotation.order(keys) == [.named("c"), .named("a"), .named("b")])
         #expect(rotation.order([]) == [])
+    }
+}
+
+@Suite struct EnvironmentArgumentsTests {
+    let environment = EnvironmentArguments(flags: ["batch-size", "split-keys", "database-url"])
+
+    @Test func namesVariablesAfterFlags() {
+        #expect(EnvironmentArguments.variable(for: "batch-size") == "OUTBOX_RELAY_BATCH_SIZE")
+    }
+
+    @Test func addsFlagsFromTheEnvironmentUnlessGiven() {
+        let result = environment.apply(
+            to: ["--split-keys=a"],
+            environment: ["OUTBOX_RELAY_BATCH_SIZE": "500", "OUTBOX_RELAY_SPLIT_KEYS": "b", "OTHER": "x"])
+        #expect(result == ["--split-keys=a", "--batch-size", "500"])
+    }
+}
+
+@Suite struct WatchdogTimerTests {
+    @Test func pingsAtHalfTheInterval() {
+        var timer = WatchdogTimer(intervalMicros: 10_000_000)
+        let pings = [100, 4_000_000, 5_000_100, 5_000_200].map { timer.due(nowMicros: Int64($0)) }
+        #expect(pings == [true, false, true, false])
+        var off = WatchdogTimer(intervalMicros: nil)
+        let offPing = off.due(nowMicros: 100)
+        #expect(!offPing)
     }
 }
