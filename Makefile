@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus
 
 ROWS ?= 100000
 RESULTS ?= results

@@ -45,6 +45,11 @@ final class FencedRedis {
         guard case .integer = reply else { throw RelayProblem.unexpectedReply("push", reply) }
     }
 
+    /// Checks that Redis still answers (an idle relay would otherwise not notice until a push).
+    func ping() throws {
+        _ = try call(RedisCommand("PING"))
+    }
+
     func release(_ keys: FencedPush.Keys, token: Int64) throws {
         _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, token: token))
     }

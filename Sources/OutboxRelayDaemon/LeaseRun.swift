@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import OutboxRelay
 import OutboxRelayIO
 
@@ -29,7 +30,12 @@ struct LeaseRun {
         let queries = configuration.queries
         let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
         let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
-        guard let token = try postgres.query(queries.tryLease(lease)).int64(0, 0) else {
+        let token = try postgres.query(queries.tryLease(lease)).int64(0, 0)
+        Counter(
+            label: RelayMetrics.leases,
+            dimensions: [("split_key", RelayMetrics.label(key)), ("result", token == nil ? "held_elsewhere" : "acquired")]
+        ).increment()
+        guard let token else {
             logger.debug("split key leased by another instance", metadata: metadata)
             return Outcome(handled: 0, relayed: 0)
         }
@@ -58,6 +64,7 @@ struct LeaseRun {
         var handled = 0
         var lastID: Int64?
         while !stop.isStopRequested {
+            let batchStarted = nowMicros()
             // The fetched rows go out of scope once encoded, so a batch is held in memory once.
             let (plan, fetched, available) = try plan(key, limit: tempo.limit, skipping: skipped.ids(for: key), after: lastID,
                 alreadyPushed: alreadyPushed)
@@ -68,6 +75,8 @@ struct LeaseRun {
             if !plan.rejections.isEmpty { try deadLetter(plan.rejections, key: key, skipped: &skipped) }
             relayed += plan.markIDs.count
             handled += fetched.count
+            Counter(label: RelayMetrics.relayed, dimensions: [("split_key", RelayMetrics.label(key))]).increment(by: plan.markIDs.count)
+            Timer(label: RelayMetrics.batchDuration).recordMicroseconds(nowMicros() - batchStarted)
             logger.debug(
                 "batch relayed",
                 metadata: metadata.merging(["outbox.jobs": "\(plan.markIDs.count)", "outbox.rejected": "\(plan.rejections.count)"]) { $1 })
@@ -116,6 +125,7 @@ struct LeaseRun {
         let statement = configuration.queries.deadLetter(rejections.map { ($0.id, $0.reason) })
         do {
             try postgres.query(statement)
+            Counter(label: RelayMetrics.deadLettered, dimensions: [("split_key", RelayMetrics.label(key))]).increment(by: rejections.count)
             for rejection in rejections {
                 logger.error(
                     "row dead-lettered: \(rejection.reason)",

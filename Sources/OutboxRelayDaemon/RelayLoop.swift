@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import OutboxRelay
 import OutboxRelayIO
 
@@ -14,6 +15,10 @@ public final class RelayLoop {
     private let nowMicros: () -> Int64
     private let makeJID: () -> String
     private let random: () -> Double
+    private let health: RelayHealth?
+    private var lastSample: Int64?
+    private var sampledKeys: Set<SplitKey> = []
+    private static let sampleIntervalMicros: Int64 = 15_000_000
 
     private var postgres: PostgresConnection?
     /// A second connection that LISTENs for `migrate --notify`'s wake-ups; optional: without it
@@ -37,8 +42,9 @@ public final class RelayLoop {
     public init(
         configuration: RelayConfiguration, logger: Logger, stop: StopSignal, notifier: SystemdNotifier = SystemdNotifier(),
         nowMicros: @escaping () -> Int64 = RelayLoop.systemMicros, makeJID: @escaping () -> String = RelayLoop.randomJID,
-        random: @escaping () -> Double = { Double.random(in: 0...1) }
+        random: @escaping () -> Double = { Double.random(in: 0...1) }, health: RelayHealth? = nil
     ) {
+        self.health = health
         self.configuration = configuration
         self.logger = logger
         self.stop = stop
@@ -51,12 +57,17 @@ public final class RelayLoop {
 
     /// Runs until a stop is requested, then releases every lease and closes both connections.
     public func run() {
+        for server in ["postgres", "redis"] {
+            Counter(label: RelayMetrics.connectionErrors, dimensions: [("server", server)]).increment(by: 0)
+        }
         while !stop.isStopRequested {
             if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
             do {
                 try connect()
                 try pass()
                 try cleanUpIfDue()
+                try samplePendingIfDue()
+                health?.loopWentRound(serversAnswered: true)
                 if lastProblem != nil {
                     logger.info("relaying again")
                     lastProblem = nil
@@ -121,14 +132,17 @@ public final class RelayLoop {
     }
 
     private func recover(from error: any Error) {
+        health?.loopWentRound(serversAnswered: false)
         switch error {
         case let error as PostgresError:
             // Whatever the failure, start over on a fresh connection: leases die with the old one.
             postgres = nil
+            Counter(label: RelayMetrics.connectionErrors, dimensions: [("server", "postgres")]).increment()
             if error.isUndefinedTable { lastProblemOrLog(RelayProblem.tableMissing(configuration.table.description).description); break }
             lastProblemOrLog(error.description)
         case let error as RedisError:
             redis = nil
+            Counter(label: RelayMetrics.connectionErrors, dimensions: [("server", "redis")]).increment()
             lastProblemOrLog(error.description)
         case let problem as RelayProblem where problem.kind == .fenced:
             // Our session lost its leases without noticing; start over on fresh connections.
@@ -183,6 +197,7 @@ public final class RelayLoop {
             if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
         }
         notifier.notify("STATUS=relaying: \(relayedTotal) jobs since start; \(keys.count) split keys with pending rows in the last pass")
+        if !worked { try redis!.ping() }
         if !worked && !stop.isStopRequested && !notified() {
             if stop.sleep(seconds: configuration.sleepOnEmpty, watching: listener?.socket) == .readable {
                 _ = notified()
@@ -206,6 +221,28 @@ public final class RelayLoop {
         if deleted > 0 {
             logger.info("cleaned up enqueued rows", metadata: ["outbox.rows": "\(deleted)", "outbox.older_than": "\(policy.retention)"])
         }
+    }
+
+    /// Samples the pending rows per key for the metrics, every 15 s, when metrics are served.
+    private func samplePendingIfDue() throws {
+        guard health != nil else { return }
+        if let lastSample, nowMicros() - lastSample < Self.sampleIntervalMicros { return }
+        lastSample = nowMicros()
+        let rows = try postgres!.query(configuration.queries.pendingSummary)
+        var seen: Set<SplitKey> = []
+        for row in 0..<rows.count {
+            let key = SplitKey(rows.text(row, 0))
+            seen.insert(key)
+            let dimensions = [("split_key", RelayMetrics.label(key))]
+            Gauge(label: RelayMetrics.pending, dimensions: dimensions).record(Double(rows.int64(row, 1) ?? 0))
+            Gauge(label: RelayMetrics.oldestAge, dimensions: dimensions).record(rows.text(row, 2).flatMap(Double.init) ?? 0)
+        }
+        for key in sampledKeys.union(configuration.splitKeys ?? []).subtracting(seen) {
+            let dimensions = [("split_key", RelayMetrics.label(key))]
+            Gauge(label: RelayMetrics.pending, dimensions: dimensions).record(0)
+            Gauge(label: RelayMetrics.oldestAge, dimensions: dimensions).record(0)
+        }
+        sampledKeys = seen
     }
 
     /// The keys that may have pending rows: found by discovery, or the configured keys that do,

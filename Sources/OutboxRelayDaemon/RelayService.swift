@@ -12,23 +12,25 @@ public struct RelayService: Service {
     private let configuration: RelayConfiguration
     private let logger: Logger
     private let notifier: SystemdNotifier
+    private let health: RelayHealth?
 
-    public init(configuration: RelayConfiguration, logger: Logger, notifier: SystemdNotifier = SystemdNotifier()) {
+    public init(configuration: RelayConfiguration, logger: Logger, notifier: SystemdNotifier = SystemdNotifier(), health: RelayHealth? = nil) {
         self.configuration = configuration
         self.logger = logger
         self.notifier = notifier
+        self.health = health
     }
 
     public func run() async throws {
         let stop = StopSignal()
         let finished = OneShot()
-        let (configuration, logger, notifier) = (self.configuration, self.logger, self.notifier)
+        let (configuration, logger, notifier, health) = (self.configuration, self.logger, self.notifier, self.health)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     finished.set { continuation.resume() }
                     let thread = Thread {
-                        RelayLoop(configuration: configuration, logger: logger, stop: stop, notifier: notifier).run()
+                        RelayLoop(configuration: configuration, logger: logger, stop: stop, notifier: notifier, health: health).run()
                         finished.fire()
                     }
                     thread.name = "outbox-relay"

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import OutboxRelay
 import OutboxRelayDaemon
 import OutboxRelayIO
@@ -17,7 +19,7 @@ struct RunCommand: AsyncParsableCommand {
     static let environmentFlags = [
         "database-url", "redis-url", "schema", "table", "message-format", "split-keys", "batch-size", "sleep-on-empty",
         "log-level", "log-format", "redis-namespace", "sidekiq-timestamps", "max-payload-bytes", "max-batch-bytes",
-        "notify-channel", "network-timeout", "cleanup", "cleanup-limit",
+        "notify-channel", "network-timeout", "cleanup", "cleanup-limit", "metrics-listen",
     ]
 
     @OptionGroup var connection: ConnectionOptions
@@ -40,6 +42,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Most rows deleted per cleanup round (once a minute): a number, or all.", valueName: "N"))
     var cleanupLimit: String = "all"
+
+    @Option(help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT; off unless given.", valueName: "host:port"))
+    var metricsListen: String?
 
     @Option(help: ArgumentHelp("Log lines as text (key=value) or json (one object per line).", valueName: "format"))
     var logFormat: LineLogHandler.Format = .text
@@ -111,9 +116,24 @@ struct RunCommand: AsyncParsableCommand {
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }
+        var health: RelayHealth?
+        if let metricsListen {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(DescribedPrometheusFactory(registry: registry))
+            let relayHealth = RelayHealth(stallSeconds: max(30, 3 * networkTimeout))
+            let server: MetricsServer
+            do {
+                server = try MetricsServer(listen: metricsListen, health: relayHealth, logger: logger) { registry.emitToBuffer() }
+            } catch {
+                throw CommandFailure("\(error)")
+            }
+            server.start()
+            logger.info("serving metrics", metadata: ["outbox.metrics_listen": "\(metricsListen)"])
+            health = relayHealth
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: RelayService(configuration: configuration, logger: logger))],
+                services: [.init(service: RelayService(configuration: configuration, logger: logger, health: health))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "outbox-relay.lifecycle") { _ in LineLogHandler(level: .warning, format: format, redactor: redactor) }
             ))

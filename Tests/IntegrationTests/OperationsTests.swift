@@ -168,3 +168,50 @@ import Testing
         }
     }
 }
+
+/// `--metrics-listen`: Prometheus exposition that promtool accepts, and health endpoints.
+@Suite(.serialized) struct MetricsTests {
+    static func get(_ port: Int, _ path: String) throws -> (Int, String) {
+        let (status, output) = try OperationsTests.run(["curl", "-s", "-w", "\n%{http_code}", "http://127.0.0.1:\(port)\(path)"])
+        guard status == 0, let code = output.split(separator: "\n").last.flatMap({ Int($0) }) else { return (0, output) }
+        return (code, String(output.dropLast(String(code).count + 1)))
+    }
+
+    @Test func servesMetricsThatPromtoolAcceptsAndHealth() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let redis = try PrivateRedis()
+        defer { redis.destroy() }
+        try outbox.insert((0..<30).map { (.named("m"), RelayIntegrationTests.payload("m", $0)) } + [(.named("m"), "bad")], createdAt: nil)
+        let port = freePort()
+        let relay = try RelayProcess([
+            "--database-url", outbox.servers.databaseURL, "--redis-url", "redis://127.0.0.1:\(redis.port)/0", "--table", outbox.table.description,
+            "--metrics-listen", "127.0.0.1:\(port)", "--split-keys", "m,idle", "--network-timeout", "1",
+        ])
+        defer { relay.signal(SIGKILL) }
+        try waitUntil("rows relayed") { try outbox.pendingCount() == 0 }
+        try waitUntil("metrics served", seconds: 10) { (try? Self.get(port, "/metrics").0) == 200 }
+        let (_, text) = try Self.get(port, "/metrics")
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(getpid()).txt")
+        try text.write(to: file, atomically: true, encoding: .utf8)
+        let (lint, problems) = try OperationsTests.run(["sh", "-c", "promtool check metrics < \(file.path)"])
+        #expect(lint == 0, "promtool: \(problems)")
+        for line in [
+            #"outbox_relay_jobs_relayed_total{split_key="m"} 30"#, #"outbox_relay_jobs_dead_lettered_total{split_key="m"} 1"#,
+            #"outbox_relay_pending_jobs{split_key="idle"} 0"#, #"outbox_relay_connection_errors_total{server="redis"} 0"#,
+            #"outbox_relay_lease_acquisitions_total{split_key="m",result="acquired"}"#, "outbox_relay_batch_duration_seconds_count",
+            "# HELP outbox_relay_oldest_pending_age_seconds",
+        ] {
+            #expect(text.contains(line), "the exposition has \(line)")
+        }
+        #expect(try Self.get(port, "/healthz").0 == 200)
+        #expect(try Self.get(port, "/readyz").0 == 200)
+        #expect(try Self.get(port, "/nothing").0 == 404)
+
+        redis.stop()
+        try waitUntil("not ready without Redis", seconds: 10) { try Self.get(port, "/readyz").0 == 503 }
+        #expect(try Self.get(port, "/healthz").0 == 200, "the loop still goes round while it waits")
+        let (_, after) = try Self.get(port, "/metrics")
+        #expect(after.contains(#"outbox_relay_connection_errors_total{server="redis"} "#) && !after.contains(#"outbox_relay_connection_errors_total{server="redis"} 0"#))
+    }
+}
