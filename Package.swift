@@ -19,6 +19,7 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
         // Relay core: plain Swift values and decisions, no C and no sockets.
         .target(
@@ -28,7 +29,7 @@ let package = Package(
         // Adapters: the only code that touches libpq, hiredis or libsystemd.
         .target(
             name: "OutboxRelayIO",
-            dependencies: ["OutboxRelay", "CLibPQ", "CHiredis", "CSystemd"]
+            dependencies: ["OutboxRelay", "CLibPQ", "CHiredis", "CSystemd", "COpenSSL"]
         ),
         // The daemon: run loop, connections' lifecycle, graceful shutdown.
         .target(
@@ -59,7 +60,8 @@ let package = Package(
             dependencies: [
                 "OutboxRelay", "OutboxRelayIO", "OutboxRelayDaemon",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            exclude: ["Sidekiq"]
         ),
     ]
 )

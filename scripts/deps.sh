@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that building, testing and the demo need, when any is missing.
 set -euo pipefail
-packages=(libpq-dev libhiredis-dev libsystemd-dev postgresql redis-server redis-tools "$@")
+packages=(libpq-dev libhiredis-dev libsystemd-dev libssl-dev pkg-config postgresql redis-server redis-tools "$@")
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -2,7 +2,11 @@
 public struct RelayConfiguration: Sendable {
     /// libpq connection string or `postgresql://` URL; may hold a password, so never print it.
     public var databaseURL: String
+    /// A password read from `--database-password-file`; overrides the URL's.
+    public var databasePassword: String?
     public var redis: RedisEndpoint
+    /// Certificates for `rediss://`.
+    public var redisTLS = RedisTLS()
     public var layout: OutboxLayout
     public var table: TableName
     /// Only rows with this `format` are relayed.
@@ -35,6 +39,7 @@ public struct RelayConfiguration: Sendable {
         maxBatchBytes: Int = 16 * 1024 * 1024, notifyChannel: String = "outbox_relay"
     ) {
         self.cleanup = nil
+        self.databasePassword = nil
         self.maxBatchBytes = maxBatchBytes
         self.notifyChannel = notifyChannel
         self.databaseURL = databaseURL

@@ -16,8 +16,8 @@ final class FencedRedis {
     private let pushSHA: String
     private let releaseSHA: String
 
-    init(endpoint: RedisEndpoint, timeout: Double) throws {
-        connection = try RedisConnection(endpoint: endpoint, timeout: timeout)
+    init(endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS = RedisTLS()) throws {
+        connection = try RedisConnection(endpoint: endpoint, timeout: timeout, tls: tls)
         let replies = try connection.send(
             [FencedPush.claimScript, FencedPush.pushScript, FencedPush.releaseScript].map { RedisCommand("SCRIPT", "LOAD", $0) })
         let shas = replies.compactMap(\.text)

@@ -85,8 +85,7 @@ public final class RelayLoop {
     private func connect() throws {
         if postgres?.isHealthy != true {
             postgres = nil
-            let connection = try PostgresConnection(
-                connectionString: configuration.databaseURL, settings: ConnectionSettings.postgres(timeout: configuration.networkTimeout))
+            let connection = try openPostgres()
             try connection.execute(ConnectionSettings.sessionSQL(timeout: configuration.networkTimeout))
             let queries = configuration.queries
             let resolved = try connection.query(queries.resolveTable)
@@ -106,8 +105,7 @@ public final class RelayLoop {
         if listener?.isHealthy != true {
             listener = nil
             do {
-                let connection = try PostgresConnection(
-                    connectionString: configuration.databaseURL, settings: ConnectionSettings.postgres(timeout: configuration.networkTimeout))
+                let connection = try openPostgres()
                 try connection.execute("LISTEN \"\(configuration.notifyChannel)\"")
                 listener = connection
             } catch {
@@ -116,7 +114,7 @@ public final class RelayLoop {
         }
         if redis == nil || redis?.isBroken == true {
             redis = nil
-            redis = try FencedRedis(endpoint: configuration.redis, timeout: configuration.networkTimeout)
+            redis = try FencedRedis(endpoint: configuration.redis, timeout: configuration.networkTimeout, tls: configuration.redisTLS)
             logger.debug("connected to Redis", metadata: ["outbox.redis": "\(configuration.redis)"])
         }
         if !announcedReady {
@@ -129,6 +127,12 @@ public final class RelayLoop {
                     "outbox.split_keys": "\(configuration.splitKeys.map { $0.map(\.description).joined(separator: ",") } ?? "(all)")",
                 ])
         }
+    }
+
+    private func openPostgres() throws(PostgresError) -> PostgresConnection {
+        try PostgresConnection(
+            connectionString: configuration.databaseURL, settings: ConnectionSettings.postgres(timeout: configuration.networkTimeout),
+            password: configuration.databasePassword)
     }
 
     private func recover(from error: any Error) {

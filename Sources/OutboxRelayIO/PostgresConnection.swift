@@ -12,12 +12,14 @@ public final class PostgresConnection {
 
     /// Connects with `connectionString` (a libpq `key=value` string or a `postgresql://` URL).
     /// `settings` are libpq keywords (for example `application_name`, `connect_timeout`) used as
-    /// defaults: the connection string overrides them.
-    public init(connectionString: String, settings: [(String, String)] = []) throws(PostgresError) {
-        let redactor = SecretRedactor(connectionString: connectionString)
+    /// defaults: the connection string overrides them. `password`, when given (from a password
+    /// file), overrides the connection string's.
+    public init(connectionString: String, settings: [(String, String)] = [], password: String? = nil) throws(PostgresError) {
+        let redactor = SecretRedactor(connectionString: connectionString).adding([password].compactMap { $0 })
         self.redactor = redactor
-        let keywords = settings.map(\.0) + ["dbname"]
-        let values = settings.map(\.1) + [connectionString]
+        let overrides = password.map { [("password", $0)] } ?? []
+        let keywords = settings.map(\.0) + ["dbname"] + overrides.map(\.0)
+        let values = settings.map(\.1) + [connectionString] + overrides.map(\.1)
         let handle = withCStrings(keywords) { keywordPointers in
             withCStrings(values) { valuePointers in
                 PQconnectdbParams(keywordPointers, valuePointers, 1)

@@ -8,22 +8,32 @@ import OutboxRelay
 /// Not thread-safe: one owner uses it at a time.
 public final class RedisConnection {
     private let socket: Int32
+    private let transport: any RedisTransport
     private let reader: UnsafeMutablePointer<redisReader>
     private let endpoint: RedisEndpoint
     /// Set once an I/O error left the connection in an unknown state; it must then be replaced.
     public private(set) var isBroken = false
 
-    /// Connects, then authenticates and selects the database as `endpoint` says; every network
-    /// call waits at most `timeout` seconds.
-    public init(endpoint: RedisEndpoint, timeout: Double) throws(RedisError) {
-        guard !endpoint.tls else {
-            throw RedisError(.connectionFailed, "cannot connect to \(endpoint): rediss:// (TLS) is not supported yet")
-        }
+    /// Connects (with TLS for `rediss://`), then authenticates and selects the database as
+    /// `endpoint` says; every network call waits at most `timeout` seconds.
+    public init(endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS = RedisTLS()) throws(RedisError) {
         self.endpoint = endpoint
+        let socket: Int32
         do {
-            self.socket = try SocketConnector.connect(to: endpoint.address, timeout: timeout)
+            socket = try SocketConnector.connect(to: endpoint.address, timeout: timeout)
         } catch {
             throw RedisError(.connectionFailed, "cannot connect to Redis at \(endpoint): \(error.message)")
+        }
+        self.socket = socket
+        if endpoint.tls, case .tcp(let host, _) = endpoint.address {
+            do {
+                transport = try TLSTransport(socket: socket, host: host, settings: tls)
+            } catch {
+                close(socket)
+                throw RedisError(.connectionFailed, "cannot connect to Redis at \(endpoint): \(error.message)")
+            }
+        } else {
+            transport = PlainTransport(socket: socket)
         }
         guard let reader = redisReaderCreate() else {
             close(socket)
@@ -103,13 +113,9 @@ public final class RedisConnection {
         var offset = 0
         while offset < bytes.count {
             let written = bytes.withUnsafeBytes { raw in
-                Glibc.send(socket, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                Result { () throws(SocketError) in try transport.write(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
             }
-            if written < 0 {
-                if errno == EINTR { continue }
-                throw SocketError.fromErrno("write")
-            }
-            offset += written
+            offset += try written.get()
         }
     }
 
@@ -125,12 +131,10 @@ public final class RedisConnection {
                 defer { freeReplyObject(raw) }
                 return RedisReply(copying: raw.assumingMemoryBound(to: redisReply.self))
             }
-            let count = chunk.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
+            let count = try chunk.withUnsafeMutableBytes { buffer in
+                Result { () throws(SocketError) in try transport.read(buffer) }
+            }.get()
             if count == 0 { throw SocketError(message: "Redis closed the connection") }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw SocketError.fromErrno("read")
-            }
             let fed = chunk.withUnsafeBytes { redisReaderFeed(reader, $0.baseAddress!.assumingMemoryBound(to: CChar.self), count) }
             guard fed == REDIS_OK else { throw SocketError(message: "protocol error while reading a reply") }
         }

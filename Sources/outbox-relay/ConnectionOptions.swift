@@ -11,9 +11,26 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: ArgumentHelp("redis://[user:password@]host:port/db or unix:///path (default: $REDIS_URL).", valueName: "url"))
     var redisURL: String?
 
+    @Option(help: ArgumentHelp("Read the database password from this file (for example a systemd credential); overrides the URL's.", valueName: "path"))
+    var databasePasswordFile: String?
+
+    @Option(help: ArgumentHelp("Read the Redis password from this file; overrides the URL's.", valueName: "path"))
+    var redisPasswordFile: String?
+
+    @Option(name: .customLong("redis-tls-ca"), help: ArgumentHelp("CA certificate (PEM) to verify a rediss:// server with (default: the system's trust store).", valueName: "path"))
+    var redisTLSCA: String?
+
+    @Option(name: .customLong("redis-tls-cert"), help: ArgumentHelp("Client certificate (PEM) for rediss://.", valueName: "path"))
+    var redisTLSCert: String?
+
+    @Option(name: .customLong("redis-tls-key"), help: ArgumentHelp("Client key (PEM) for rediss://.", valueName: "path"))
+    var redisTLSKey: String?
+
     struct Resolved {
         let databaseURL: String
+        let databasePassword: String?
         let redis: RedisEndpoint
+        let redisTLS: RedisTLS
         let redactor: SecretRedactor
     }
 
@@ -23,14 +40,33 @@ struct ConnectionOptions: ParsableArguments {
         guard let redisURL = redisURL ?? environment["REDIS_URL"], !redisURL.isEmpty else {
             throw ValidationError("--redis-url is missing (or set REDIS_URL)")
         }
-        let redis: RedisEndpoint
+        var redis: RedisEndpoint
         do {
             redis = try RedisEndpoint(url: redisURL)
         } catch {
             throw ValidationError("--redis-url: \(error.message)")
         }
-        let redactor = SecretRedactor(connectionString: databaseURL).adding([redis.password].compactMap { $0 })
-        return Resolved(databaseURL: databaseURL, redis: redis, redactor: redactor)
+        let databasePassword = try databasePasswordFile.map { try Self.readSecret($0, flag: "--database-password-file") }
+        if let redisPasswordFile { redis.password = try Self.readSecret(redisPasswordFile, flag: "--redis-password-file") }
+        for (flag, path) in [("--redis-tls-ca", redisTLSCA), ("--redis-tls-cert", redisTLSCert), ("--redis-tls-key", redisTLSKey)] {
+            if let path, !FileManager.default.isReadableFile(atPath: path) { throw ValidationError("\(flag): cannot read \(path)") }
+        }
+        if (redisTLSCert == nil) != (redisTLSKey == nil) {
+            throw ValidationError("--redis-tls-cert and --redis-tls-key go together")
+        }
+        let tls = RedisTLS(caFile: redisTLSCA, certificateFile: redisTLSCert, keyFile: redisTLSKey)
+        let redactor = SecretRedactor(connectionString: databaseURL).adding([redis.password, databasePassword].compactMap { $0 })
+        return Resolved(databaseURL: databaseURL, databasePassword: databasePassword, redis: redis, redisTLS: tls, redactor: redactor)
+    }
+
+    /// A password file's content without its trailing newline.
+    static func readSecret(_ path: String, flag: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("\(flag): cannot read \(path)")
+        }
+        let secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        guard !secret.isEmpty else { throw ValidationError("\(flag): \(path) is empty") }
+        return secret
     }
 
     /// The database URL from the flag or `DATABASE_URL`, checked by libpq.

@@ -17,7 +17,8 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Every flag of `run`, each of which may also come from `OUTBOX_RELAY_<FLAG>`.
     static let environmentFlags = [
-        "database-url", "redis-url", "schema", "table", "message-format", "split-keys", "batch-size", "sleep-on-empty",
+        "database-url", "redis-url", "database-password-file", "redis-password-file", "redis-tls-ca",
+        "redis-tls-cert", "redis-tls-key", "schema", "table", "message-format", "split-keys", "batch-size", "sleep-on-empty",
         "log-level", "log-format", "redis-namespace", "sidekiq-timestamps", "max-payload-bytes", "max-batch-bytes",
         "notify-channel", "network-timeout", "cleanup", "cleanup-limit", "metrics-listen",
     ]
@@ -112,6 +113,8 @@ struct RunCommand: AsyncParsableCommand {
             keys: SidekiqKeys(namespace: redisNamespace), networkTimeout: networkTimeout, maxBatchBytes: maxBatchBytes,
             notifyChannel: notifyChannel)
         configuration.cleanup = try cleanupPolicy()
+        configuration.databasePassword = connection.databasePassword
+        configuration.redisTLS = connection.redisTLS
         let redactor = connection.redactor
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat

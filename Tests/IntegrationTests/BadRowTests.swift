@@ -81,8 +81,10 @@ import Testing
         let (retryStatus, retried) = try RelayProcess.run(["dead-letters", "retry", "--id", String(ids[0])] + common)
         #expect(retryStatus == 0, "\(retried)")
         #expect(retried == "moved 1 dead letter(s) back to \(outbox.table): \(ids[0])\n")
-        try waitUntil("fixed row relayed") { try outbox.queue("fix").count == 1 }
+        // The push comes before the mark, so wait for the mark.
+        try waitUntil("fixed row relayed and marked") { try outbox.enqueuedIDs().count == 1 }
         #expect(try outbox.enqueuedIDs() == [ids[0]], "it went back under its own id")
+        #expect(try outbox.queue("fix").count == 1)
 
         let (discardStatus, _) = try RelayProcess.run(["dead-letters", "discard", "--id", String(ids[1])] + common)
         #expect(discardStatus == 0)

@@ -67,10 +67,16 @@ final class PrivateRedis {
     let adminEndpoint: RedisEndpoint
     private var process: Process?
 
-    init(extraArguments: [String] = [], password: String? = nil) throws {
-        port = freePort()
-        self.extraArguments = extraArguments
-        adminEndpoint = RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port), password: password)
+    let tls: RedisTLS
+
+    /// `PORT` in `extraArguments` stands for the chosen port (for `--tls-port`); with `tls`, the
+    /// test itself connects over TLS with those certificates.
+    init(extraArguments: [String] = [], password: String? = nil, tls: RedisTLS? = nil) throws {
+        let chosen = freePort()
+        port = chosen
+        self.extraArguments = extraArguments.map { $0 == "PORT" ? String(chosen) : $0 }
+        self.tls = tls ?? RedisTLS()
+        adminEndpoint = RedisEndpoint(address: .tcp(host: tls == nil ? "127.0.0.1" : "localhost", port: port), tls: tls != nil, password: password)
         try start()
     }
 
@@ -86,7 +92,7 @@ final class PrivateRedis {
         try process.run()
         self.process = process
         try waitUntil("private Redis up", seconds: 10) {
-            (try? RedisConnection(endpoint: adminEndpoint, timeout: 1)) != nil
+            (try? RedisConnection(endpoint: adminEndpoint, timeout: 1, tls: tls)) != nil
         }
     }
 

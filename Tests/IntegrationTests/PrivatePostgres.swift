@@ -10,21 +10,40 @@ final class PrivatePostgres {
     private let bin: String
 
     var url: String { "postgresql://postgres@127.0.0.1:\(port)/postgres" }
+    private var serverOptions: String
 
-    init() throws {
+    /// `password`: require it (scram-sha-256) instead of trusting local connections.
+    /// `serverOptions`: more `-c name=value` settings. `tlsFrom`: a folder of scripts/test-certs.sh,
+    /// to serve TLS with its server certificate.
+    init(password: String? = nil, serverOptions: String = "", tlsFrom certificates: String? = nil) throws {
+        self.serverOptions = serverOptions
         bin = ProcessInfo.processInfo.environment["OUTBOX_TEST_PGBIN"] ?? "/usr/lib/postgresql/15/bin"
         port = freePort()
         directory = "/tmp/outbox-relay-pg-\(getpid())-\(port)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try Self.shell(["chown", "postgres", directory])
-        try runAsPostgres(["\(bin)/initdb", "-D", "\(directory)/data", "-U", "postgres", "-A", "trust", "--no-sync"])
+        var initdb = ["\(bin)/initdb", "-D", "\(directory)/data", "-U", "postgres", "--no-sync"]
+        if let password {
+            try password.write(toFile: "\(directory)/pwfile", atomically: true, encoding: .utf8)
+            try Self.shell(["chown", "postgres", "\(directory)/pwfile"])
+            initdb += ["-A", "scram-sha-256", "--pwfile", "\(directory)/pwfile"]
+        } else {
+            initdb += ["-A", "trust"]
+        }
+        try runAsPostgres(initdb)
+        if let certificates {
+            for file in ["server.crt", "server.key", "ca.crt"] {
+                try Self.shell(["install", "-o", "postgres", "-m", "600", "\(certificates)/\(file)", "\(directory)/\(file)"])
+            }
+            self.serverOptions += " -c ssl=on -c ssl_cert_file=\(directory)/server.crt -c ssl_key_file=\(directory)/server.key"
+        }
         try start()
     }
 
     func start() throws {
         try runAsPostgres([
             "\(bin)/pg_ctl", "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "-t", "60", "-o",
-            "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off", "start",
+            "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c fsync=off \(serverOptions)", "start",
         ])
     }
 

@@ -12,11 +12,11 @@ final class RelayProcess: @unchecked Sendable {
             .deletingLastPathComponent().appendingPathComponent(".build/debug/outbox-relay")
     }
 
-    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+    init(_ arguments: [String], environment: [String: String] = [:], executable: URL = RelayProcess.executable) throws {
         output = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-relay-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: output.path, contents: nil)
         let handle = try FileHandle(forWritingTo: output)
-        process.executableURL = Self.executable
+        process.executableURL = executable
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         for name in ["DATABASE_URL", "REDIS_URL", "NOTIFY_SOCKET"] { env[name] = nil }

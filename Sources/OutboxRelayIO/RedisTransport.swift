@@ -1,0 +1,126 @@
+internal import COpenSSL
+import Foundation
+import OutboxRelay
+
+/// The byte stream under a Redis connection: a plain socket, or TLS over it (OpenSSL). Reads and
+/// writes block for at most the socket's timeouts.
+protocol RedisTransport: AnyObject {
+    /// Writes some of `bytes`; returns how many.
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int
+    /// Reads into `buffer`; returns how many bytes, 0 when the peer closed the connection.
+    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int
+}
+
+final class PlainTransport: RedisTransport {
+    let socket: Int32
+
+    init(socket: Int32) {
+        self.socket = socket
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
+        while true {
+            let written = Glibc.send(socket, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if written >= 0 { return written }
+            if errno != EINTR { throw SocketError.fromErrno("write") }
+        }
+    }
+
+    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int {
+        while true {
+            let count = recv(socket, buffer.baseAddress, buffer.count, 0)
+            if count >= 0 { return count }
+            if errno != EINTR { throw SocketError.fromErrno("read") }
+        }
+    }
+}
+
+/// TLS with OpenSSL over a connected socket: the server's certificate must chain to the CA (or
+/// the system's trust store) and name the host (or IP address) connected to.
+final class TLSTransport: RedisTransport {
+    private let context: OpaquePointer
+    private let ssl: OpaquePointer
+
+    init(socket: Int32, host: String, settings: RedisTLS) throws(SocketError) {
+        guard let context = SSL_CTX_new(TLS_client_method()) else { throw SocketError(message: "OpenSSL could not create a context") }
+        // The context is configured before SSL_new, which copies its verify mode and trust store.
+        SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
+        do throws(SocketError) {
+            if let ca = settings.caFile {
+                guard SSL_CTX_load_verify_locations(context, ca, nil) == 1 else { throw Self.failure("cannot load the CA file \(ca)") }
+            } else {
+                SSL_CTX_set_default_verify_paths(context)
+            }
+            if let certificate = settings.certificateFile {
+                guard SSL_CTX_use_certificate_chain_file(context, certificate) == 1 else {
+                    throw Self.failure("cannot load the client certificate \(certificate)")
+                }
+                let key = settings.keyFile ?? certificate
+                guard SSL_CTX_use_PrivateKey_file(context, key, SSL_FILETYPE_PEM) == 1 else {
+                    throw Self.failure("cannot load the client key \(key)")
+                }
+            }
+        } catch {
+            SSL_CTX_free(context)
+            throw error
+        }
+        self.context = context
+        guard let ssl = SSL_new(context) else {
+            SSL_CTX_free(context)
+            throw SocketError(message: "OpenSSL could not create a connection")
+        }
+        self.ssl = ssl
+        if host.contains(":") || host.allSatisfy({ $0.isNumber || $0 == "." }) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host)
+        } else {
+            SSL_set1_host(ssl, host)
+            // SSL_set_tlsext_host_name is a macro over SSL_ctrl.
+            _ = SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: host))
+        }
+        SSL_set_fd(ssl, socket)
+        guard SSL_connect(ssl) == 1 else {
+            let verify = SSL_get_verify_result(ssl)
+            if verify != X509_V_OK {
+                let reason = String(cString: X509_verify_cert_error_string(verify))
+                throw SocketError(message: "TLS handshake refused: the server's certificate does not verify (\(reason))")
+            }
+            throw Self.failure("TLS handshake failed")
+        }
+    }
+
+    deinit {
+        SSL_shutdown(ssl)
+        SSL_free(ssl)
+        SSL_CTX_free(context)
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
+        let written = SSL_write(ssl, bytes.baseAddress, Int32(bytes.count))
+        if written > 0 { return Int(written) }
+        throw error(for: written, "write")
+    }
+
+    func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int {
+        let count = SSL_read(ssl, buffer.baseAddress, Int32(buffer.count))
+        if count > 0 { return Int(count) }
+        if SSL_get_error(ssl, count) == SSL_ERROR_ZERO_RETURN { return 0 }
+        throw error(for: count, "read")
+    }
+
+    private func error(for result: Int32, _ call: String) -> SocketError {
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return SocketError(message: "\(call) timed out")
+        case SSL_ERROR_SYSCALL: return errno == 0 ? SocketError(message: "Redis closed the connection") : SocketError.fromErrno(call)
+        default: return Self.failure("TLS \(call) failed")
+        }
+    }
+
+    private static func failure(_ what: String) -> SocketError {
+        let code = ERR_get_error()
+        ERR_clear_error()
+        guard code != 0 else { return SocketError(message: what) }
+        var buffer = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &buffer, buffer.count)
+        return SocketError(message: "\(what): \(String(cString: buffer))")
+    }
+}
