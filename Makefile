@@ -10,7 +10,12 @@ ROWS ?= 100000
 RESULTS ?= results
 RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: all deps test-deps build release test demo bench clean
+PREFIX ?= /usr
+DESTDIR ?=
+STATIC_DIR = .build-static/release
+VERSION = $(shell sed -n 's/.*static let current = "\(.*\)"/\1/p' Sources/outbox-relay/OutboxRelayCommand.swift)
+
+.PHONY: all deps test-deps build release static install deb test demo bench clean
 
 all: build
 
@@ -27,9 +32,25 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-test: test-deps
+# The binary that `make install` and `make deb` ship: Swift's runtime linked in, so the host
+# needs only Debian's libpq5, libhiredis0.14, libsystemd0 and libssl3.
+static: deps
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product outbox-relay
+
+install: static
+	install -D -m 755 -s $(STATIC_DIR)/outbox-relay $(DESTDIR)$(PREFIX)/bin/outbox-relay
+	install -d -m 755 $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/outbox-relay/examples
+	sed 's|/usr/bin/outbox-relay|$(PREFIX)/bin/outbox-relay|' deploy/outbox-relay@.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/outbox-relay@.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/outbox-relay@.service
+	install -m 644 config/*.env config/credentials.conf README.md $(DESTDIR)$(PREFIX)/share/doc/outbox-relay/examples/
+	install -d -m 750 $(DESTDIR)/etc/outbox-relay
+
+deb: static
+	scripts/deb.sh "$(VERSION)" build/deb
+
+test: test-deps deb
 	$(SWIFT) build --build-tests
-	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" $(SWIFT) test --skip-build
+	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" OUTBOX_RELAY_DEB="$(CURDIR)/build/deb/outbox-relay_$(VERSION)_$$(dpkg --print-architecture).deb" $(SWIFT) test --skip-build
 
 demo: build
 	scripts/with-servers.sh scripts/demo.sh "$(BIN_DIR)/outbox-relay"
@@ -42,4 +63,4 @@ bench: release
 	python3 scripts/bench-chart.py $(RESULTS)/bench.json $(RESULTS)/bench.png
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-static build results
