@@ -6,10 +6,12 @@
 # OUTBOX_TEST_PG_PORT, OUTBOX_TEST_DIR and OUTBOX_TEST_PGBIN.
 set -euo pipefail
 
+# A port below the kernel's ephemeral range, so no outgoing connection can hold it meanwhile.
 free_port() {
-    local port
+    local port low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
     for _ in $(seq 1 200); do
-        port=$((20000 + RANDOM % 40000))
+        port=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return 0
@@ -42,9 +44,15 @@ start() {
     [ "$(id -u)" = 0 ] && chown postgres "$dir" "$dir/pg"
     as_postgres "$bin/initdb" -D "$dir/pg/data" -U postgres -A trust --no-sync >"$dir/pg/initdb.log" 2>&1 \
         || { cat "$dir/pg/initdb.log" >&2; exit 1; }
-    as_postgres "$bin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 \
-        -o "-p $pg_port -k $dir/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
-        || { cat "$dir/pg/server.log" >&2; exit 1; }
+    # Another process may take the port between the check and the start: try a few ports.
+    for attempt in 1 2 3; do
+        as_postgres "$bin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 \
+            -o "-p $pg_port -k $dir/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null \
+            && break
+        [ "$attempt" = 3 ] && { cat "$dir/pg/server.log" >&2; exit 1; }
+        pg_port=$(free_port)
+        while [ "$redis_port" = "$pg_port" ]; do pg_port=$(free_port); done
+    done
     redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$dir/redis" --daemonize yes \
         --pidfile "$dir/redis/redis.pid" --logfile "$dir/redis/redis.log" --save "" --appendonly no \
         --databases 256 >/dev/null
