@@ -75,7 +75,10 @@ final class TLSTransport: RedisTransport {
         } else {
             SSL_set1_host(ssl, host)
             // SSL_set_tlsext_host_name is a macro over SSL_ctrl.
-            _ = SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: host))
+            // OpenSSL copies the name during the call.
+            _ = host.withCString { name in
+                SSL_ctrl(ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, Int(TLSEXT_NAMETYPE_host_name), UnsafeMutableRawPointer(mutating: name))
+            }
         }
         SSL_set_fd(ssl, socket)
         guard SSL_connect(ssl) == 1 else {
@@ -119,8 +122,11 @@ final class TLSTransport: RedisTransport {
         let code = ERR_get_error()
         ERR_clear_error()
         guard code != 0 else { return SocketError(message: what) }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        return SocketError(message: "\(what): \(String(cString: buffer))")
+        var buffer = [UInt8](repeating: 0, count: 256)
+        buffer.withUnsafeMutableBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { ERR_error_string_n(code, $0.baseAddress, $0.count) }
+        }
+        let reason = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
+        return SocketError(message: "\(what): \(reason)")
     }
 }
