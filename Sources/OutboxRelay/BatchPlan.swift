@@ -30,10 +30,14 @@ public struct BatchPlan: Sendable, Equatable {
     /// Plans the push of `rows` (in `id` order). Jobs of one queue go into a single LPUSH in row
     /// order, so Sidekiq's BRPOP takes them first-in first-out. Rows in `alreadyPushed` (pushed
     /// by an earlier holder of the lease, which died before marking them) are only marked.
+    ///
+    /// Each row's payload is let go as soon as its job is encoded, so a batch of large payloads
+    /// is held about once, not twice, when the caller hands its rows over.
     public init(
-        rows: [OutboxRow], encoder: SidekiqJobEncoder, nowMicros: Int64, alreadyPushed: Set<Int64> = [],
+        rows: consuming [OutboxRow], encoder: SidekiqJobEncoder, nowMicros: Int64, alreadyPushed: Set<Int64> = [],
         makeJID: () -> String
     ) {
+        var rows = rows
         var queued: [QueuedJobs] = []
         var queueIndex: [String: Int] = [:]
         var scheduled: [(score: String, json: [UInt8])] = []
@@ -41,7 +45,9 @@ public struct BatchPlan: Sendable, Equatable {
         var markIDs: [Int64] = []
         var scheduledIDs: [Int64] = []
         var rejections: [Rejection] = []
-        for row in rows {
+        for index in rows.indices {
+            let row = rows[index]
+            rows[index] = OutboxRow(id: row.id, payload: [], createdAtMicros: row.createdAtMicros)
             let job: SidekiqJob
             do {
                 job = try encoder.encode(row, nowMicros: nowMicros, makeJID: makeJID)

@@ -3,16 +3,17 @@
 /// Every lease acquisition in PostgreSQL yields a fencing token that only grows (the transaction
 /// id of the statement that took the lock). For each lease key Redis keeps two small keys:
 /// - `outbox-relay:fence:<lease>`: the newest token seen;
-/// - `outbox-relay:pushed:<lease>`: `<token>:<ids>`, the rows of the last batch pushed under that
-///   lease, which may not be marked in PostgreSQL yet.
+/// - `outbox-relay:pushed:<lease>`: `<token>:<ids>`, the rows pushed under that lease that may not
+///   be marked in PostgreSQL yet (``PushLedger``: at most the batch being pushed, the one whose
+///   mark is in flight, and what an earlier holder left).
 /// Both expire after ``recordSeconds`` of disuse, and carry the redis-namespace prefix if set.
 ///
 /// - ``claim`` runs first under a new lease: it refuses a token older than one already seen, else
 ///   records the token, so any push still in flight from an earlier holder is refused from then
 ///   on, and returns the ids the earlier holder pushed; those rows are marked, not pushed again.
-/// - ``push`` refuses to run unless the fence still holds its own token, then records the batch's
-///   ids and pushes its jobs (SADD, LPUSH per queue, ZADD), all or nothing.
-/// - ``release`` forgets the pushed ids once they are marked, before the lease is given up.
+/// - ``push`` refuses to run unless the fence still holds its own token, then records the unmarked
+///   ids and pushes the batch's jobs (SADD, LPUSH per queue, ZADD), all or nothing.
+/// - ``release`` leaves only the ids still unmarked (usually none) before the lease is given up.
 public enum FencedPush {
     public static let recordSeconds = 7 * 24 * 3600
 
@@ -65,9 +66,13 @@ public enum FencedPush {
         return pushed + scheduled
         """
 
-    /// KEYS: fence, record. ARGV: token. Forgets the record if the fence still holds the token.
+    /// KEYS: fence, record. ARGV: token, ttl, ids. If the fence still holds the token, the record
+    /// keeps only `ids`, or goes when there are none.
     public static let releaseScript = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+        if redis.call('GET', KEYS[1]) == ARGV[1] then
+          if ARGV[3] == '' then redis.call('DEL', KEYS[2])
+          else redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2]) end
+        end
         return 1
         """
 
@@ -93,14 +98,17 @@ public enum FencedPush {
         return Set(record[record.index(after: colon)...].split(separator: ",").compactMap { Int64($0) })
     }
 
-    public static func push(sha: String, keys: Keys, sidekiq: SidekiqKeys, token: Int64, plan: BatchPlan) -> RedisCommand {
+    /// `record`: the ids to record as pushed and perhaps unmarked (``PushLedger/record(pushing:)``).
+    public static func push(
+        sha: String, keys: Keys, sidekiq: SidekiqKeys, token: Int64, plan: BatchPlan, record: [Int64]
+    ) -> RedisCommand {
         var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
         keyList += plan.queued.map { sidekiq.queue($0.queue) }
         var arguments: [[UInt8]] = ["EVALSHA", sha, String(keyList.count)].map { Array($0.utf8) }
         arguments += keyList.map { Array($0.utf8) }
         arguments.append(Array(String(token).utf8))
         arguments.append(Array(String(recordSeconds).utf8))
-        arguments.append(Array(plan.pushedIDs.map(String.init).joined(separator: ",").utf8))
+        arguments.append(decimalList(record))
         arguments.append(Array(String(plan.queued.count).utf8))
         for queue in plan.queued {
             arguments.append(Array(queue.queue.utf8))
@@ -115,7 +123,31 @@ public enum FencedPush {
         return RedisCommand(arguments)
     }
 
-    public static func release(sha: String, keys: Keys, token: Int64) -> RedisCommand {
-        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, String(token))
+    public static func release(sha: String, keys: Keys, token: Int64, remaining: [Int64]) -> RedisCommand {
+        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, String(token), String(recordSeconds), idList(remaining))
+    }
+
+    static func idList(_ ids: [Int64]) -> String {
+        String(decoding: decimalList(ids), as: UTF8.self)
+    }
+
+    /// `ids` as comma-separated decimals, written digit by digit (thousands of ids per push).
+    static func decimalList(_ ids: [Int64]) -> [UInt8] {
+        var text: [UInt8] = []
+        text.reserveCapacity(ids.count * 8)
+        var digits = [UInt8](repeating: 0, count: 20)
+        for (position, id) in ids.enumerated() {
+            if position > 0 { text.append(UInt8(ascii: ",")) }
+            if id < 0 { text.append(UInt8(ascii: "-")) }
+            var rest = id.magnitude
+            var count = 0
+            repeat {
+                digits[count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            for index in stride(from: count - 1, through: 0, by: -1) { text.append(digits[index]) }
+        }
+        return text
     }
 }

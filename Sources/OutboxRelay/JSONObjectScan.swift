@@ -27,8 +27,10 @@ public struct JSONObjectScan: Sendable {
     public let members: [Member]
 
     public init(_ bytes: [UInt8]) throws(JSONScanError) {
-        var parser = Parser(bytes: bytes)
-        self.members = try parser.parseDocument()
+        self.members = try bytes.withUnsafeBufferPointer { (buffer) throws(JSONScanError) in
+            var parser = Parser(bytes: buffer)
+            return try parser.parseDocument()
+        }
         self.bytes = bytes
     }
 
@@ -40,9 +42,11 @@ public struct JSONObjectScan: Sendable {
     /// The member's value decoded as a string, or `nil` when it is not a JSON string.
     public func string(_ member: Member) -> String? {
         guard member.kind == .string else { return nil }
-        var parser = Parser(bytes: bytes)
-        parser.index = member.valueRange.lowerBound
-        return try? parser.parseString(decode: true)
+        return bytes.withUnsafeBufferPointer { buffer in
+            var parser = Parser(bytes: buffer)
+            parser.index = member.valueRange.lowerBound
+            return try? parser.parseString(decode: true)
+        }
     }
 
     /// The member's value as a number, or `nil` when it is not a JSON number.
@@ -60,11 +64,13 @@ public struct JSONScanError: Error, Sendable, Equatable, CustomStringConvertible
     public var description: String { "\(message) at byte \(offset)" }
 }
 
+/// Reads the bytes of a payload through a buffer pointer, valid while the parser is: every
+/// read is checked against `bytes.count` by the grammar itself.
 private struct Parser {
-    let bytes: [UInt8]
+    let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
 
-    init(bytes: [UInt8]) {
+    init(bytes: UnsafeBufferPointer<UInt8>) {
         self.bytes = bytes
     }
 
@@ -169,6 +175,7 @@ private struct Parser {
     /// Parses a string at `index` (its opening quote); returns its decoded value when `decode`.
     mutating func parseString(decode: Bool) throws(JSONScanError) -> String? {
         index += 1  // opening quote
+        let start = index
         var decoded: [UInt8] = []
         var runStart = index
         while true {
@@ -176,9 +183,12 @@ private struct Parser {
             let byte = bytes[index]
             switch byte {
             case UInt8(ascii: "\""):
-                if decode { decoded.append(contentsOf: bytes[runStart..<index]) }
-                index += 1
-                return decode ? String(decoding: decoded, as: UTF8.self) : nil
+                defer { index += 1 }
+                guard decode else { return nil }
+                // Without escapes (the usual case) the string is its bytes, decoded in one go.
+                if runStart == start { return String(decoding: bytes[start..<index], as: UTF8.self) }
+                decoded.append(contentsOf: bytes[runStart..<index])
+                return String(decoding: decoded, as: UTF8.self)
             case UInt8(ascii: "\\"):
                 if decode { decoded.append(contentsOf: bytes[runStart..<index]) }
                 let scalar = try parseEscape()

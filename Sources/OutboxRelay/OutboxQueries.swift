@@ -73,9 +73,11 @@ public struct OutboxQueries: Sendable {
     /// previous batch under the same lease), or, for a lease's first batch, at the smallest pending
     /// id. The bound looks redundant but keeps every plan PostgreSQL may pick cheap: without it, a
     /// generic plan made with statistics taken while a backlog was pending may walk the primary key
-    /// through every row already enqueued. Columns: id, payload bytes, created_at in
-    /// microseconds since the epoch, the row's jid column (NULL where the layout has none), and how
-    /// many rows were pending within `limit` before the byte cut.
+    /// through every row already enqueued. Columns: id, payload bytes, created_at (in binary
+    /// format: microseconds since 2000-01-01, see ``epochMicros(postgresMicros:)``), the row's jid
+    /// column (NULL where the layout has none), and the payload bytes up to and including the row
+    /// (see ``pendingWithinLimit(returned:limit:lastRunningBytes:maxBytes:)``). One cheap window
+    /// (a running sum, in rows mode) is all the byte cut costs PostgreSQL.
     public func fetch(_ key: SplitKey, limit: Int, maxBytes: Int, skipping: [Int64], after: Int64? = nil) -> SQLStatement {
         let page: String
         let parameters: [String?]
@@ -102,11 +104,26 @@ public struct OutboxQueries: Sendable {
         return SQLStatement(
             name: key == .null && layout == .res ? "outbox_fetch_null" : "outbox_fetch",
             """
-            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8, jid, available FROM (\
-            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running, count(*) OVER () AS available \
+            SELECT id, payload, created_at, jid, running FROM (\
+            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
             FROM (\(page)) AS page) AS sized \
             WHERE running - octet_length(payload) < \(bytesParameter)::int8 ORDER BY id
             """, parameters)
+    }
+
+    /// How many rows a fetch found pending within its `limit`, for ``LeaseTempo``: all of them
+    /// when it returned `limit` rows or when the byte cut ended it (the last row's running total
+    /// reached `maxBytes`, so more may follow), else exactly the rows returned.
+    public static func pendingWithinLimit(returned: Int, limit: Int, lastRunningBytes: Int64?, maxBytes: Int) -> Int {
+        guard returned < limit, let lastRunningBytes else { return returned == 0 ? 0 : limit }
+        return lastRunningBytes >= Int64(maxBytes) ? limit : returned
+    }
+
+    /// A `timestamp` or `timestamptz` in PostgreSQL's binary format (microseconds since
+    /// 2000-01-01 00:00 UTC) as microseconds since the Unix epoch. A `timestamp` without a time
+    /// zone is read as UTC, as Rails writes it.
+    public static func epochMicros(postgresMicros: Int64) -> Int64 {
+        postgresMicros + 946_684_800_000_000
     }
 
     /// Which of `keys` have pending rows, in one indexed query (so an idle relay with configured

@@ -38,10 +38,11 @@ final class FencedRedis {
         return .fenced(newerToken: parts[1].text ?? "?")
     }
 
-    /// Pushes the plan's jobs under `token`; throws ``RelayProblem/fenced`` when another holder's
-    /// newer token has been seen.
-    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, token: Int64) throws {
-        let reply = try call(FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, token: token, plan: plan))
+    /// Pushes the plan's jobs under `token`, recording `record` as pushed (by default the plan's
+    /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
+    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, token: Int64, record: [Int64]? = nil) throws {
+        let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, token: token, plan: plan, record: record ?? plan.pushedIDs)
+        let reply = try call(command)
         guard case .integer = reply else { throw RelayProblem.unexpectedReply("push", reply) }
     }
 
@@ -50,8 +51,9 @@ final class FencedRedis {
         _ = try call(RedisCommand("PING"))
     }
 
-    func release(_ keys: FencedPush.Keys, token: Int64) throws {
-        _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, token: token))
+    /// Ends the lease in Redis, leaving in the record only `remaining`, the rows still unmarked.
+    func release(_ keys: FencedPush.Keys, token: Int64, remaining: [Int64] = []) throws {
+        _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, token: token, remaining: remaining))
     }
 
     private func call(_ command: RedisCommand) throws -> RedisReply {

@@ -8,6 +8,13 @@ import OutboxRelay
 public final class PostgresConnection {
     private let connection: OpaquePointer
     private var prepared: Set<String> = []
+    /// Groups of statements sent down the pipeline whose results are not all collected yet.
+    private var groups: [PipelineGroup] = []
+
+    private struct PipelineGroup {
+        var remaining: Int
+        let binary: Bool
+    }
     private let redactor: SecretRedactor
 
     /// Connects with `connectionString` (a libpq `key=value` string or a `postgresql://` URL).
@@ -112,11 +119,7 @@ public final class PostgresConnection {
     /// `int8` as 8 big-endian bytes, which saves parsing on the hot path.
     @discardableResult
     public func query(_ statement: SQLStatement, binary: Bool = false) throws(PostgresError) -> PostgresRows {
-        if let name = statement.name, !prepared.contains(name) {
-            let result = PQprepare(connection, name, statement.sql, Int32(statement.parameters.count), nil)
-            _ = try consume(result, binary: false)
-            prepared.insert(name)
-        }
+        try prepare(statement)
         let result = withOptionalCStrings(statement.parameters) { parameters in
             if let name = statement.name {
                 return PQexecPrepared(
@@ -128,14 +131,148 @@ public final class PostgresConnection {
         return try consume(result, binary: binary)
     }
 
-    private func consume(_ result: OpaquePointer?, binary: Bool) throws(PostgresError) -> PostgresRows {
-        defer { PQclear(result) }
-        guard let result else {
-            throw PostgresError(connectionLostOrFailed, "PostgreSQL: \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
+    /// Sends `statements` down the connection's pipeline as one group, without waiting: the
+    /// group runs as one implicit transaction after any group sent before it, while the caller
+    /// does other work, and ``receiveNext()`` collects the results, statement by statement, in
+    /// the order sent. Until they are all collected, ``query(_:binary:)`` is not available.
+    public func send(_ statements: [SQLStatement], binary: Bool) throws(PostgresError) {
+        guard !statements.isEmpty else { return }
+        if groups.isEmpty {
+            for statement in statements { try prepare(statement) }
+            guard PQenterPipelineMode(connection) == 1 else { throw failure() }
+        } else {
+            precondition(statements.allSatisfy { $0.name.map(prepared.contains) ?? true }, "prepare statements before a pipeline is in flight")
         }
+        do throws(PostgresError) {
+            try queue(statements, binary: binary)
+        } catch {
+            // The connection is beyond use; its owner drops it on any error.
+            groups = []
+            throw error
+        }
+        groups.append(PipelineGroup(remaining: statements.count, binary: binary))
+    }
+
+    private func queue(_ statements: [SQLStatement], binary: Bool) throws(PostgresError) {
+        for statement in statements {
+            let sent = withOptionalCStrings(statement.parameters) { parameters in
+                if let name = statement.name {
+                    return PQsendQueryPrepared(connection, name, Int32(statement.parameters.count), parameters, nil, nil, binary ? 1 : 0)
+                }
+                return PQsendQueryParams(
+                    connection, statement.sql, Int32(statement.parameters.count), nil, parameters, nil, nil, binary ? 1 : 0)
+            }
+            guard sent == 1 else { throw failure() }
+        }
+        guard PQpipelineSync(connection) == 1 else { throw failure() }
+    }
+
+    /// Prepares `statement` now, so that it can be sent while a pipeline is in flight.
+    public func prepareAhead(_ statement: SQLStatement) throws(PostgresError) {
+        precondition(groups.isEmpty, "a pipeline is in flight")
+        try prepare(statement)
+    }
+
+    /// Whether statements sent with ``send(_:binary:)`` still have results to collect.
+    public var isAwaitingResults: Bool { !groups.isEmpty }
+
+    /// Waits for the result of the oldest statement sent with ``send(_:binary:)`` and not yet
+    /// collected. A failed statement throws; the statements after it in its group did not run
+    /// (their transaction rolled back) and throw too, while later groups run normally.
+    public func receiveNext() throws(PostgresError) -> PostgresRows {
+        let binary = groups.first?.binary ?? false
+        return try receiveNext(visit: { PostgresRows(copying: $0, binary: binary) })
+    }
+
+    private func receiveNext(visit: (OpaquePointer) -> PostgresRows) throws(PostgresError) -> PostgresRows {
+        precondition(!groups.isEmpty, "nothing was sent")
+        groups[0].remaining -= 1
+        let outcome: Result<PostgresRows, PostgresError>
+        if let result = PQgetResult(connection) {
+            if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                PQclear(result)
+                outcome = .failure(PostgresError(.statementFailed, "PostgreSQL: not run, an earlier statement of its transaction failed"))
+            } else {
+                outcome = Result { () throws(PostgresError) in try consume(result, binary: groups[0].binary, visit: visit) }
+            }
+            // Each statement's results end with a null result.
+            while PQstatus(connection) == CONNECTION_OK, let extra = PQgetResult(connection) { PQclear(extra) }
+        } else {
+            outcome = .failure(failure())
+        }
+        guard PQstatus(connection) == CONNECTION_OK else {
+            groups = []
+            return try outcome.get()
+        }
+        if groups[0].remaining == 0 {
+            // The group's sync point.
+            if let sync = PQgetResult(connection) { PQclear(sync) }
+            groups.removeFirst()
+            if groups.isEmpty, PQexitPipelineMode(connection) != 1 {
+                _ = try outcome.get()
+                throw failure()
+            }
+        }
+        return try outcome.get()
+    }
+
+    private func prepare(_ statement: SQLStatement) throws(PostgresError) {
+        guard let name = statement.name, !prepared.contains(name) else { return }
+        let result = PQprepare(connection, name, statement.sql, Int32(statement.parameters.count), nil)
+        _ = try consume(result, binary: false)
+        prepared.insert(name)
+    }
+
+    private func failure() -> PostgresError {
+        PostgresError(connectionLostOrFailed, "PostgreSQL: \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
+    }
+
+    /// Like ``receiveNext()``, but turns each row into a `T` straight from libpq's result, without
+    /// copying every cell first: `decode` sees a ``PostgresRow`` that is valid only during the call.
+    public func receiveNext<T>(decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
+        var decoded: [T] = []
+        _ = try receiveNext(visit: { result in
+            decoded = Self.decodeRows(result, decode)
+            return PostgresRows(rows: [], binary: true)
+        })
+        return decoded
+    }
+
+    /// Like ``query(_:binary:)`` in binary format, decoding each row as ``receiveNext(decoding:)`` does.
+    public func query<T>(_ statement: SQLStatement, decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
+        try prepare(statement)
+        let result = withOptionalCStrings(statement.parameters) { parameters in
+            PQexecPrepared(connection, statement.name, Int32(statement.parameters.count), parameters, nil, nil, 1)
+        }
+        var decoded: [T] = []
+        _ = try consume(result, binary: true, visit: { result in
+            decoded = Self.decodeRows(result, decode)
+            return PostgresRows(rows: [], binary: true)
+        })
+        return decoded
+    }
+
+    private static func decodeRows<T>(_ result: OpaquePointer, _ decode: (PostgresRow) -> T) -> [T] {
+        let count = Int(PQntuples(result))
+        var rows: [T] = []
+        rows.reserveCapacity(count)
+        for row in 0..<count { rows.append(decode(PostgresRow(result: result, row: Int32(row)))) }
+        return rows
+    }
+
+    private func consume(_ result: OpaquePointer?, binary: Bool) throws(PostgresError) -> PostgresRows {
+        try consume(result, binary: binary, visit: { PostgresRows(copying: $0, binary: binary) })
+    }
+
+    /// Checks a result and turns it into rows with `visit`, then clears it.
+    private func consume(
+        _ result: OpaquePointer?, binary: Bool, visit: (OpaquePointer) -> PostgresRows
+    ) throws(PostgresError) -> PostgresRows {
+        defer { PQclear(result) }
+        guard let result else { throw failure() }
         switch PQresultStatus(result) {
         case PGRES_TUPLES_OK, PGRES_COMMAND_OK:
-            return PostgresRows(copying: result, binary: binary)
+            return visit(result)
         default:
             let sqlState = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let message = redactor.redact(Self.trimmed(PQresultErrorMessage(result)))
@@ -159,6 +296,11 @@ public struct PostgresRows: Sendable {
     /// Cell values as raw bytes (text or binary format, as requested); `nil` is SQL NULL.
     public let rows: [[[UInt8]?]]
     public let binary: Bool
+
+    init(rows: [[[UInt8]?]], binary: Bool) {
+        self.rows = rows
+        self.binary = binary
+    }
 
     init(copying result: OpaquePointer, binary: Bool) {
         let rowCount = PQntuples(result)
@@ -205,6 +347,42 @@ public struct PostgresRows: Sendable {
     public func bool(_ row: Int, _ column: Int) -> Bool? {
         guard let cell = rows[row][column], let first = cell.first else { return nil }
         return binary ? first == 1 : first == UInt8(ascii: "t")
+    }
+}
+
+/// One row of a result in binary format, readable only while the result it came from is alive
+/// (inside the `decoding` closure of ``PostgresConnection/query(_:decoding:)``).
+public struct PostgresRow {
+    fileprivate let result: OpaquePointer
+    fileprivate let row: Int32
+
+    public func isNull(_ column: Int) -> Bool {
+        PQgetisnull(result, row, Int32(column)) == 1
+    }
+
+    /// A cell's bytes, copied once; `nil` for SQL NULL.
+    public func bytes(_ column: Int) -> [UInt8]? {
+        guard !isNull(column) else { return nil }
+        let length = Int(PQgetlength(result, row, Int32(column)))
+        return PQgetvalue(result, row, Int32(column))!.withMemoryRebound(to: UInt8.self, capacity: length) {
+            Array(UnsafeBufferPointer(start: $0, count: length))
+        }
+    }
+
+    /// An `int8`, `int4`, `int2` or `timestamp` cell as a big-endian integer; `nil` for SQL NULL.
+    public func int64(_ column: Int) -> Int64? {
+        guard !isNull(column) else { return nil }
+        let length = Int(PQgetlength(result, row, Int32(column)))
+        return PQgetvalue(result, row, Int32(column))!.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+            var value: Int64 = 0
+            for index in 0..<length { value = value << 8 | Int64(bytes[index]) }
+            // Narrower integers are sign-extended.
+            return length < 8 && length > 0 && bytes[0] & 0x80 != 0 ? value - (1 << (8 * length)) : value
+        }
+    }
+
+    public func text(_ column: Int) -> String? {
+        bytes(column).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

@@ -73,15 +73,20 @@ import Testing
         ]
         let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
         let keys = FencedPush.Keys(lease: lease, cluster: "1", namespace: nil)
-        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), token: 42, plan: plan)
+        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), token: 42, plan: plan, record: [5, 7, 8, 9])
         let text = command.arguments.map { String(decoding: $0, as: UTF8.self) }
         #expect(text == [
             "EVALSHA", "abc", "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
-            "42", String(FencedPush.recordSeconds), "7,8,9",
+            "42", String(FencedPush.recordSeconds), "5,7,8,9",
             "2", "a", "1", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#,
             "b", "1", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#,
             "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
         ])
+    }
+
+    @Test func writesIdListsAsDecimals() {
+        #expect(FencedPush.idList([]) == "")
+        #expect(FencedPush.idList([0, 7, 10, 987_654_321_012, Int64.max, -3]) == "0,7,10,987654321012,9223372036854775807,-3")
     }
 
     @Test func readsTheIdsOfARecord() {

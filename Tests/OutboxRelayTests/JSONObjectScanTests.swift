@@ -86,4 +86,14 @@ import Testing
         let fine = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
         #expect(try scan(#"{"a":\#(fine)}"#).members.count == 1)
     }
+
+    /// The parser reads through a buffer pointer: every prefix of a document that uses every
+    /// construct must be refused cleanly, never read past its end.
+    @Test func refusesEveryTruncationOfADocument() {
+        let document = Array(#"{"a":[1,-2.5e+3,true,false,null,{"b":"\u00e9\ud83d\ude00\n"}],"é":"ü€😀","c":{}}"#.utf8)
+        #expect(throws: Never.self) { try JSONObjectScan(document) }
+        for length in 0..<document.count {
+            #expect(throws: JSONScanError.self) { try JSONObjectScan(Array(document[..<length])) }
+        }
+    }
 }

@@ -8,8 +8,8 @@ import Testing
     @Test func fetchesOneKeyInIdOrderSkippingKnownBadRows() {
         let statement = queries.fetch(.named("default"), limit: 100, maxBytes: 4096, skipping: [4, 9])
         #expect(statement.sql == """
-            SELECT id, payload, (extract(epoch FROM created_at) * 1000000)::int8, jid, available FROM (\
-            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id) AS running, count(*) OVER () AS available \
+            SELECT id, payload, created_at, jid, running FROM (\
+            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
             FROM (SELECT id, payload, created_at, NULL::varchar AS jid FROM "event_store_outbox" \
             WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2 AND id <> ALL($3::int8[]) \
             AND id > coalesce($5::int8, (SELECT min(id) - 1 FROM "event_store_outbox" \
@@ -19,6 +19,20 @@ import Testing
         #expect(statement.parameters == ["sidekiq5", "default", "{4,9}", "100", nil, "4096"])
         #expect(queries.fetch(.named("default"), limit: 100, maxBytes: 4096, skipping: [], after: 77).parameters[4] == "77")
         #expect(statement.name == "outbox_fetch")
+    }
+
+    @Test func countsAFetchCutByBytesAsFull() {
+        let pending = OutboxQueries.pendingWithinLimit
+        #expect(pending(100, 100, 500, 4096) == 100)
+        #expect(pending(0, 100, nil, 4096) == 0)
+        #expect(pending(7, 100, 900, 4096) == 7, "fewer rows than asked for and room left: that is all")
+        #expect(pending(7, 100, 4096, 4096) == 100, "the byte cut ended it: more may be pending")
+        #expect(pending(1, 100, 50_000, 4096) == 100, "one row over the cap still comes, alone")
+    }
+
+    @Test func readsBinaryTimestampsAsEpochMicroseconds() {
+        #expect(OutboxQueries.epochMicros(postgresMicros: 0) == 946_684_800_000_000)
+        #expect(OutboxQueries.epochMicros(postgresMicros: 815_616_000_123_456) == 1_762_300_800_123_456)
     }
 
     @Test func fetchesTheNullKeyWithItsOwnStatement() {
