@@ -18,8 +18,40 @@ struct ThroughputRun {
         let relayRate: Double
         let postgresRate: Double
         let peakRSSMB: Double
+        /// relay / PostgreSQL-only, of one run or, for several, the median of their ratios.
+        let ratio: Double
+        /// Each run's ratio, when this sums up several.
+        var runRatios: [Double] = []
 
-        var ratio: Double { relayRate / postgresRate }
+        init(name: String, relayRate: Double, postgresRate: Double, peakRSSMB: Double) {
+            self.name = name
+            self.relayRate = relayRate
+            self.postgresRate = postgresRate
+            self.peakRSSMB = peakRSSMB
+            self.ratio = relayRate / postgresRate
+        }
+
+        private init(name: String, relayRate: Double, postgresRate: Double, peakRSSMB: Double, ratio: Double, runRatios: [Double]) {
+            self.name = name
+            self.relayRate = relayRate
+            self.postgresRate = postgresRate
+            self.peakRSSMB = peakRSSMB
+            self.ratio = ratio
+            self.runRatios = runRatios
+        }
+
+        /// Several runs of one case: the median of each rate and of the runs' ratios (each run
+        /// measures the relay and PostgreSQL alone back to back, so its ratio is the fairest
+        /// figure when the machine's speed drifts), and the highest peak RSS.
+        static func median(of runs: [Result]) -> Result {
+            func middle(_ values: [Double]) -> Double {
+                let sorted = values.sorted()
+                return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+            }
+            return Result(
+                name: runs[0].name, relayRate: middle(runs.map(\.relayRate)), postgresRate: middle(runs.map(\.postgresRate)),
+                peakRSSMB: runs.map(\.peakRSSMB).max() ?? 0, ratio: middle(runs.map(\.ratio)), runRatios: runs.map(\.ratio))
+        }
         var line: String {
             String(format: "throughput %@: relay %.0f jobs/s, PostgreSQL alone %.0f rows/s, ratio %.2f, peak RSS %.1f MB",
                 name, relayRate, postgresRate, ratio, peakRSSMB)
