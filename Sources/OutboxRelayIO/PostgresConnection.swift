@@ -120,15 +120,17 @@ public final class PostgresConnection {
     @discardableResult
     public func query(_ statement: SQLStatement, binary: Bool = false) throws(PostgresError) -> PostgresRows {
         try prepare(statement)
-        let result = withOptionalCStrings(statement.parameters) { parameters in
+        return try consume(run(statement, binary: binary), binary: binary)
+    }
+
+    /// Runs `statement` (already prepared when it has a name) and waits for its result.
+    private func run(_ statement: SQLStatement, binary: Bool) -> OpaquePointer? {
+        withOptionalCStrings(statement.parameters) { parameters in
             if let name = statement.name {
-                return PQexecPrepared(
-                    connection, name, Int32(statement.parameters.count), parameters, nil, nil, binary ? 1 : 0)
+                return PQexecPrepared(connection, name, Int32(statement.parameters.count), parameters, nil, nil, binary ? 1 : 0)
             }
-            return PQexecParams(
-                connection, statement.sql, Int32(statement.parameters.count), nil, parameters, nil, nil, binary ? 1 : 0)
+            return PQexecParams(connection, statement.sql, Int32(statement.parameters.count), nil, parameters, nil, nil, binary ? 1 : 0)
         }
-        return try consume(result, binary: binary)
     }
 
     /// Sends `statements` down the connection's pipeline as one group, without waiting: the
@@ -241,11 +243,8 @@ public final class PostgresConnection {
     /// Like ``query(_:binary:)`` in binary format, decoding each row as ``receiveNext(decoding:)`` does.
     public func query<T>(_ statement: SQLStatement, decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
         try prepare(statement)
-        let result = withOptionalCStrings(statement.parameters) { parameters in
-            PQexecPrepared(connection, statement.name, Int32(statement.parameters.count), parameters, nil, nil, 1)
-        }
         var decoded: [T] = []
-        _ = try consume(result, binary: true, visit: { result in
+        _ = try consume(run(statement, binary: true), binary: true, visit: { result in
             decoded = Self.decodeRows(result, decode)
             return PostgresRows(rows: [], binary: true)
         })
