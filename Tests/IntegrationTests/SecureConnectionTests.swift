@@ -105,12 +105,16 @@ import Testing
         try "\(redisSecret)\n".write(to: files.appendingPathComponent("redis"), atomically: true, encoding: .utf8)
         try "127.0.0.1:\(postgres.port):postgres:postgres:\(secret)\n".write(to: files.appendingPathComponent("pgpass"), atomically: true, encoding: .utf8)
         chmod(files.appendingPathComponent("pgpass").path, 0o600)
+        try "[relaytest]\nhost=127.0.0.1\nport=\(postgres.port)\nuser=postgres\ndbname=postgres\npassword=\(secret)\n"
+            .write(to: files.appendingPathComponent("pg_service.conf"), atomically: true, encoding: .utf8)
         let redisFile = ["--redis-password-file", files.appendingPathComponent("redis").path]
         let redisURL = "redis://127.0.0.1:\(redis.port)/0"
         let sources: [(String, [String], [String: String])] = [
             ("URL", ["--database-url", postgres.url.replacingOccurrences(of: "postgres@", with: "postgres:\(secret)@"), "--redis-url", "redis://:\(redisSecret)@127.0.0.1:\(redis.port)/0"], [:]),
             ("PGPASSWORD", ["--database-url", postgres.url, "--redis-url", redisURL] + redisFile, ["PGPASSWORD": secret]),
             ("PGPASSFILE", ["--database-url", postgres.url, "--redis-url", redisURL] + redisFile, ["PGPASSFILE": files.appendingPathComponent("pgpass").path]),
+            ("a service file", ["--database-url", "service=relaytest", "--redis-url", redisURL] + redisFile,
+                ["PGSERVICEFILE": files.appendingPathComponent("pg_service.conf").path]),
             ("password files", ["--database-url", postgres.url, "--redis-url", redisURL, "--database-password-file", files.appendingPathComponent("db").path] + redisFile, [:]),
         ]
         for (n, source) in sources.enumerated() {
