@@ -61,8 +61,10 @@ demo: build
 # $(RESULTS)/bench.png.
 bench: release static
 	scripts/with-servers.sh "$(RELEASE_DIR)/outbox-relay-bench" --relay "$(STATIC_DIR)/outbox-relay" --rows $(ROWS) --repeat $(REPEAT) --results $(RESULTS)
-	@python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install --quiet matplotlib
-	python3 scripts/bench-chart.py $(RESULTS)/bench.json $(RESULTS)/bench.png
+	@python3 -c "import matplotlib" 2>/dev/null || python3 -m pip install --quiet matplotlib 2>/dev/null \
+		|| scripts/deps.sh python3-matplotlib
+	$$(python3 -c "import matplotlib" 2>/dev/null && echo python3 || echo /usr/bin/python3) \
+		scripts/bench-chart.py $(RESULTS)/bench.json $(RESULTS)/bench.png
 
 clean:
 	rm -rf .build .build-static build results
