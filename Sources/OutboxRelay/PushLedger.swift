@@ -7,18 +7,24 @@
 /// whose mark is in flight, and the batch being pushed. The record may hold more than that (rows
 /// already marked are harmless: they are no longer fetched), never less.
 public struct PushLedger: Sendable, Equatable {
+    /// An earlier holder's rows not yet marked or found gone; only these can leave the ledger
+    /// without a mark, so only these are checked against each fetch.
+    private var inherited: Set<Int64>
+    /// Rows this lease pushed whose mark has not committed.
+    private var pushedUnmarked: Set<Int64> = []
+
     /// Rows in Redis whose mark is not confirmed.
-    public private(set) var unmarked: Set<Int64>
+    public var unmarked: Set<Int64> { inherited.union(pushedUnmarked) }
 
     /// Starts a lease with the rows an earlier holder pushed, from the fence's record.
     public init(alreadyPushed: Set<Int64>) {
-        unmarked = alreadyPushed
+        inherited = alreadyPushed
     }
 
     /// The record to write with the push of `plan`, in no particular order (its rows are new to
     /// the ledger: a lease fetches each row once, and rows already pushed are not pushed again).
     public func record(pushing plan: BatchPlan) -> [Int64] {
-        Array(unmarked) + plan.pushedIDs
+        Array(inherited) + Array(pushedUnmarked) + plan.pushedIDs
     }
 
     /// The record to leave when the lease ends: empty when every row is marked.
@@ -28,9 +34,10 @@ public struct PushLedger: Sendable, Equatable {
     /// the earlier holder's rows in that range that did not come back are no longer pending, so
     /// they are marked or dead-lettered already. With `drained`, nothing is pending past `ids`.
     public mutating func fetched(_ ids: [Int64], after: Int64?, drained: Bool) {
+        guard !inherited.isEmpty else { return }
         let upTo = drained ? Int64.max : (ids.last ?? Int64.min)
         let returned = Set(ids)
-        unmarked = unmarked.filter { id in
+        inherited = inherited.filter { id in
             let inRange = id > (after ?? Int64.min) && id <= upTo
             return !inRange || returned.contains(id)
         }
@@ -38,11 +45,12 @@ public struct PushLedger: Sendable, Equatable {
 
     /// After the push of `plan` succeeded.
     public mutating func pushed(_ plan: BatchPlan) {
-        unmarked.formUnion(plan.pushedIDs)
+        pushedUnmarked.formUnion(plan.pushedIDs)
     }
 
     /// After the mark of `ids` committed.
     public mutating func marked(_ ids: [Int64]) {
-        unmarked.subtract(ids)
+        if !inherited.isEmpty { inherited.subtract(ids) }
+        pushedUnmarked.subtract(ids)
     }
 }

@@ -43,14 +43,9 @@ struct LeasePipeline {
         case deadLetter([BatchPlan.Rejection])
     }
 
-    let configuration: RelayConfiguration
-    let postgres: PostgresConnection
-    let redis: FencedRedis
+    /// The lease's connections, configuration and clocks.
+    let lease: LeaseRun
     let held: Held
-    let logger: Logger
-    let stop: StopSignal
-    let nowMicros: () -> Int64
-    let makeJID: () -> String
 
     private(set) var tempo: LeaseTempo
     private(set) var ledger: PushLedger
@@ -65,38 +60,29 @@ struct LeasePipeline {
     /// Why bad rows cannot be dead-lettered during this lease, if they cannot.
     private var deadLetterProblem: PostgresError?
 
-    init(
-        configuration: RelayConfiguration, postgres: PostgresConnection, redis: FencedRedis, held: Held, tempo: LeaseTempo,
-        logger: Logger, stop: StopSignal, nowMicros: @escaping () -> Int64, makeJID: @escaping () -> String
-    ) {
-        self.configuration = configuration
-        self.postgres = postgres
-        self.redis = redis
+    init(lease: LeaseRun, held: Held, tempo: LeaseTempo) {
+        self.lease = lease
         self.held = held
         self.tempo = tempo
         self.ledger = PushLedger(alreadyPushed: held.alreadyPushed)
-        self.logger = logger
-        self.stop = stop
-        self.nowMicros = nowMicros
-        self.makeJID = makeJID
-        self.batchStarted = nowMicros()
+        self.batchStarted = lease.nowMicros()
     }
 
-    /// Relays batches until the key is drained, the tempo lets go of it, or a stop is requested;
+    /// Relays batches until the key is drained, the tempo lets go of it, or a lease.stop is requested;
     /// returns with every pushed row marked.
     mutating func run(skipped: inout SkippedRows) throws {
-        let queries = configuration.queries
+        let queries = lease.configuration.queries
         // Statements sent while a pipeline is in flight must be prepared before. The dead-letter
         // table may be missing: bad rows are then skipped, and the next lease tries again.
         for statement in [fetchStatement(limit: 1, skipping: [], after: nil), queries.markEnqueued([])] {
-            try postgres.prepareAhead(statement)
+            try lease.postgres.prepareAhead(statement)
         }
         deadLetterProblem = try deadLetterStatementProblem()
         var fetched: Batch?
-        if !stop.isStopRequested {
+        if !lease.stop.isStopRequested {
             let limit = tempo.limit
             let statement = fetchStatement(limit: limit, skipping: skipped.ids(for: held.key), after: nil)
-            fetched = batch(try postgres.query(statement, decoding: Self.fetchedRow), limit: limit)
+            fetched = batch(try lease.postgres.query(statement, decoding: Self.fetchedRow), limit: limit)
         }
         while fetched != nil {
             // The batch is handed over, not kept here: its rows and jobs are freed once pushed.
@@ -105,7 +91,7 @@ struct LeasePipeline {
         }
         _ = try collect(skipped: &skipped)
         if let last = unmarked {
-            if !last.markIDs.isEmpty { try postgres.query(queries.markEnqueued(last.markIDs, scheduled: last.scheduledIDs)) }
+            if !last.markIDs.isEmpty { try lease.postgres.query(queries.markEnqueued(last.markIDs, scheduled: last.scheduledIDs)) }
             book(last)
             unmarked = nil
         }
@@ -120,22 +106,22 @@ struct LeasePipeline {
         guard let last = ids.last else { return false }
         lastID = last
         handled += ids.count
-        let fetchAgain = tempo.afterBatch(available: batch.available) == .fetchAgain && !stop.isStopRequested
+        let fetchAgain = tempo.afterBatch(available: batch.available) == .fetchAgain && !lease.stop.isStopRequested
         var group: [(SQLStatement, Expected)] = []
         if fetchAgain {
             let statement = fetchStatement(limit: tempo.limit, skipping: skipped.ids(for: held.key), after: last)
             group.append((statement, .fetch(limit: tempo.limit)))
         }
         if let marks = unmarked.take(), !marks.markIDs.isEmpty {
-            group.append((configuration.queries.markEnqueued(marks.markIDs, scheduled: marks.scheduledIDs), .mark(marks)))
+            group.append((lease.configuration.queries.markEnqueued(marks.markIDs, scheduled: marks.scheduledIDs), .mark(marks)))
         }
         try send(group)
 
         let plan = BatchPlan(
-            rows: (consume batch).rows, encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: held.alreadyPushed,
-            makeJID: makeJID)
+            rows: (consume batch).rows, encoder: lease.configuration.sidekiq, nowMicros: lease.nowMicros(), alreadyPushed: held.alreadyPushed,
+            makeJID: lease.makeJID)
         if !plan.pushedIDs.isEmpty {
-            try redis.push(plan, keys: held.fence, sidekiq: configuration.keys, token: held.token, record: ledger.record(pushing: plan))
+            try lease.redis.push(plan, keys: held.fence, sidekiq: lease.configuration.keys, token: held.token, record: ledger.record(pushing: plan))
             ledger.pushed(plan)
         }
         unmarked = Marks(markIDs: plan.markIDs, scheduledIDs: plan.scheduledIDs, rejected: plan.rejections.count)
@@ -143,14 +129,14 @@ struct LeasePipeline {
             skip(plan.rejections, because: deadLetterProblem, skipped: &skipped)
         } else if !plan.rejections.isEmpty {
             let reasons = plan.rejections.map { (id: $0.id, reason: $0.reason) }
-            try send([(configuration.queries.deadLetter(reasons), .deadLetter(plan.rejections))])
+            try send([(lease.configuration.queries.deadLetter(reasons), .deadLetter(plan.rejections))])
         }
         return true
     }
 
     private mutating func send(_ group: [(SQLStatement, Expected)]) throws {
         guard !group.isEmpty else { return }
-        try postgres.send(group.map(\.0), binary: true)
+        try lease.postgres.send(group.map(\.0), binary: true)
         expected += group.map(\.1)
     }
 
@@ -160,9 +146,9 @@ struct LeasePipeline {
         while !expected.isEmpty {
             switch expected.removeFirst() {
             case .fetch(let limit):
-                return batch(try postgres.receiveNext(decoding: Self.fetchedRow), limit: limit)
+                return batch(try lease.postgres.receiveNext(decoding: Self.fetchedRow), limit: limit)
             case .mark(let marks):
-                _ = try postgres.receiveNext()
+                _ = try lease.postgres.receiveNext()
                 book(marks)
             case .deadLetter(let rejections):
                 try deadLettered(rejections, skipped: &skipped)
@@ -176,10 +162,10 @@ struct LeasePipeline {
         ledger.marked(marks.markIDs)
         relayed += marks.markIDs.count
         Counter(label: RelayMetrics.relayed, dimensions: [("split_key", RelayMetrics.label(held.key))]).increment(by: marks.markIDs.count)
-        let now = nowMicros()
+        let now = lease.nowMicros()
         Timer(label: RelayMetrics.batchDuration).recordMicroseconds(now - batchStarted)
         batchStarted = now
-        logger.debug(
+        lease.logger.debug(
             "batch relayed",
             metadata: ["outbox.split_key": "\(held.key)", "outbox.jobs": "\(marks.markIDs.count)", "outbox.rejected": "\(marks.rejected)"])
     }
@@ -189,10 +175,10 @@ struct LeasePipeline {
     private func deadLettered(_ rejections: [BatchPlan.Rejection], skipped: inout SkippedRows) throws {
         let key = held.key
         do {
-            _ = try postgres.receiveNext()
+            _ = try lease.postgres.receiveNext()
             Counter(label: RelayMetrics.deadLettered, dimensions: [("split_key", RelayMetrics.label(key))]).increment(by: rejections.count)
             for rejection in rejections {
-                logger.error(
+                lease.logger.error(
                     "row dead-lettered: \(rejection.reason)",
                     metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
             }
@@ -205,7 +191,7 @@ struct LeasePipeline {
 
     /// Prepares the dead-letter statement; returns why it cannot be, unless the connection is lost.
     private func deadLetterStatementProblem() throws(PostgresError) -> PostgresError? {
-        let prepared = Result { () throws(PostgresError) in try postgres.prepareAhead(configuration.queries.deadLetter([])) }
+        let prepared = Result { () throws(PostgresError) in try lease.postgres.prepareAhead(lease.configuration.queries.deadLetter([])) }
         guard case .failure(let error) = prepared else { return nil }
         if error.code == .connectionLost { throw error }
         return error
@@ -214,17 +200,17 @@ struct LeasePipeline {
     /// Rows that could not be dead-lettered stay pending; this process passes over them.
     private func skip(_ rejections: [BatchPlan.Rejection], because error: PostgresError, skipped: inout SkippedRows) {
         let why = error.isUndefinedTable
-            ? "the dead-letter table \(configuration.queries.deadLetterTable) does not exist (run 'outbox-relay migrate')"
+            ? "the dead-letter table \(lease.configuration.queries.deadLetterTable) does not exist (run 'outbox-relay migrate')"
             : "it could not be dead-lettered: \(error)"
         for rejection in rejections where skipped.insert(rejection.id, key: held.key) {
-            logger.error(
+            lease.logger.error(
                 "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(why)",
                 metadata: ["outbox.split_key": "\(held.key)", "outbox.row_id": "\(rejection.id)"])
         }
     }
 
     private func fetchStatement(limit: Int, skipping: [Int64], after: Int64?) -> SQLStatement {
-        configuration.queries.fetch(held.key, limit: limit, maxBytes: configuration.maxBatchBytes, skipping: skipping, after: after)
+        lease.configuration.queries.fetch(held.key, limit: limit, maxBytes: lease.configuration.maxBatchBytes, skipping: skipping, after: after)
     }
 
     /// A row of ``OutboxQueries/fetch(_:limit:maxBytes:skipping:after:)``, and its running byte total.
@@ -237,7 +223,7 @@ struct LeasePipeline {
 
     private func batch(_ fetched: [(OutboxRow, Int64)], limit: Int) -> Batch {
         let available = OutboxQueries.pendingWithinLimit(
-            returned: fetched.count, limit: limit, lastRunningBytes: fetched.last?.1, maxBytes: configuration.maxBatchBytes)
+            returned: fetched.count, limit: limit, lastRunningBytes: fetched.last?.1, maxBytes: lease.configuration.maxBatchBytes)
         return Batch(rows: fetched.map(\.0), available: available)
     }
 }

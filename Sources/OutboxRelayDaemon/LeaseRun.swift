@@ -61,10 +61,8 @@ struct LeaseRun {
 
         let started = nowMicros()
         var pipeline = LeasePipeline(
-            configuration: configuration, postgres: postgres, redis: redis,
-            held: LeasePipeline.Held(key: key, fence: fence, token: token, alreadyPushed: alreadyPushed),
-            tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]),
-            logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID)
+            lease: self, held: LeasePipeline.Held(key: key, fence: fence, token: token, alreadyPushed: alreadyPushed),
+            tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]))
         try pipeline.run(skipped: &skipped)
         // Pushed rows are marked now, so Redis may forget them, except those of an earlier holder
         // this lease did not reach. On any failure above this is skipped, so the next holder

@@ -186,16 +186,16 @@ public final class PostgresConnection {
         return try receiveNext(visit: { PostgresRows(copying: $0, binary: binary) })
     }
 
-    private func receiveNext(visit: (OpaquePointer) -> PostgresRows) throws(PostgresError) -> PostgresRows {
+    private func receiveNext<R>(visit: (OpaquePointer) -> R) throws(PostgresError) -> R {
         precondition(!groups.isEmpty, "nothing was sent")
         groups[0].remaining -= 1
-        let outcome: Result<PostgresRows, PostgresError>
+        let outcome: Result<R, PostgresError>
         if let result = PQgetResult(connection) {
             if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                 PQclear(result)
                 outcome = .failure(PostgresError(.statementFailed, "PostgreSQL: not run, an earlier statement of its transaction failed"))
             } else {
-                outcome = Result { () throws(PostgresError) in try consume(result, binary: groups[0].binary, visit: visit) }
+                outcome = Result { () throws(PostgresError) in try consume(result, visit: visit) }
             }
             // Each statement's results end with a null result.
             while PQstatus(connection) == CONNECTION_OK, let extra = PQgetResult(connection) { PQclear(extra) }
@@ -232,23 +232,13 @@ public final class PostgresConnection {
     /// Like ``receiveNext()``, but turns each row into a `T` straight from libpq's result, without
     /// copying every cell first: `decode` sees a ``PostgresRow`` that is valid only during the call.
     public func receiveNext<T>(decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
-        var decoded: [T] = []
-        _ = try receiveNext(visit: { result in
-            decoded = Self.decodeRows(result, decode)
-            return PostgresRows(rows: [], binary: true)
-        })
-        return decoded
+        try receiveNext(visit: { Self.decodeRows($0, decode) })
     }
 
     /// Like ``query(_:binary:)`` in binary format, decoding each row as ``receiveNext(decoding:)`` does.
     public func query<T>(_ statement: SQLStatement, decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
         try prepare(statement)
-        var decoded: [T] = []
-        _ = try consume(run(statement, binary: true), binary: true, visit: { result in
-            decoded = Self.decodeRows(result, decode)
-            return PostgresRows(rows: [], binary: true)
-        })
-        return decoded
+        return try consume(run(statement, binary: true), visit: { Self.decodeRows($0, decode) })
     }
 
     private static func decodeRows<T>(_ result: OpaquePointer, _ decode: (PostgresRow) -> T) -> [T] {
@@ -260,13 +250,11 @@ public final class PostgresConnection {
     }
 
     private func consume(_ result: OpaquePointer?, binary: Bool) throws(PostgresError) -> PostgresRows {
-        try consume(result, binary: binary, visit: { PostgresRows(copying: $0, binary: binary) })
+        try consume(result, visit: { PostgresRows(copying: $0, binary: binary) })
     }
 
     /// Checks a result and turns it into rows with `visit`, then clears it.
-    private func consume(
-        _ result: OpaquePointer?, binary: Bool, visit: (OpaquePointer) -> PostgresRows
-    ) throws(PostgresError) -> PostgresRows {
+    private func consume<R>(_ result: OpaquePointer?, visit: (OpaquePointer) -> R) throws(PostgresError) -> R {
         defer { PQclear(result) }
         guard let result else { throw failure() }
         switch PQresultStatus(result) {
@@ -295,11 +283,6 @@ public struct PostgresRows: Sendable {
     /// Cell values as raw bytes (text or binary format, as requested); `nil` is SQL NULL.
     public let rows: [[[UInt8]?]]
     public let binary: Bool
-
-    init(rows: [[[UInt8]?]], binary: Bool) {
-        self.rows = rows
-        self.binary = binary
-    }
 
     init(copying result: OpaquePointer, binary: Bool) {
         let rowCount = PQntuples(result)

@@ -21,22 +21,16 @@ struct ThroughputRun {
         /// relay / PostgreSQL-only, of one run or, for several, the median of their ratios.
         let ratio: Double
         /// Each run's ratio, when this sums up several.
-        var runRatios: [Double] = []
+        let runRatios: [Double]
 
-        init(name: String, relayRate: Double, postgresRate: Double, peakRSSMB: Double) {
+        /// One run's figures, or with `runRatios`, several runs summed up; `ratio` defaults to the
+        /// rates' own.
+        init(name: String, relayRate: Double, postgresRate: Double, peakRSSMB: Double, ratio: Double? = nil, runRatios: [Double] = []) {
             self.name = name
             self.relayRate = relayRate
             self.postgresRate = postgresRate
             self.peakRSSMB = peakRSSMB
-            self.ratio = relayRate / postgresRate
-        }
-
-        private init(name: String, relayRate: Double, postgresRate: Double, peakRSSMB: Double, ratio: Double, runRatios: [Double]) {
-            self.name = name
-            self.relayRate = relayRate
-            self.postgresRate = postgresRate
-            self.peakRSSMB = peakRSSMB
-            self.ratio = ratio
+            self.ratio = ratio ?? relayRate / postgresRate
             self.runRatios = runRatios
         }
 

@@ -13,11 +13,10 @@ struct DeadLettersCommand: AsyncParsableCommand {
     struct Target: ParsableArguments {
         @OptionGroup var outbox: OutboxOptions
 
-        @Option(help: ArgumentHelp("libpq connection string or postgresql:// URL (default: $DATABASE_URL).", valueName: "url"))
-        var databaseURL: String?
+        @OptionGroup var database: DatabaseOptions
 
         func session() throws -> (DatabaseSession, OutboxQueries) {
-            (try DatabaseSession(url: try ConnectionOptions.databaseURL(databaseURL)), try outbox.queries())
+            (try database.session(), try outbox.queries())
         }
     }
 

@@ -10,8 +10,7 @@ struct MigrateCommand: AsyncParsableCommand {
 
     @OptionGroup var outbox: OutboxOptions
 
-    @Option(help: ArgumentHelp("libpq connection string or postgresql:// URL (default: $DATABASE_URL).", valueName: "url"))
-    var databaseURL: String?
+    @OptionGroup var database: DatabaseOptions
 
     @Flag(help: "Print the SQL instead of running it, for apps that run their own migrations.")
     var print = false
@@ -35,8 +34,7 @@ struct MigrateCommand: AsyncParsableCommand {
             Swift.print(statements.map { $0 + ";" }.joined(separator: "\n"))
             return
         }
-        let url = try ConnectionOptions.databaseURL(databaseURL)
-        let session = try DatabaseSession(url: url)
+        let session = try database.session()
         for statement in statements {
             try session.execute(statement)
         }

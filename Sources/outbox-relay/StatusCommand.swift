@@ -12,8 +12,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     @OptionGroup var outbox: OutboxOptions
 
-    @Option(help: ArgumentHelp("libpq connection string or postgresql:// URL (default: $DATABASE_URL).", valueName: "url"))
-    var databaseURL: String?
+    @OptionGroup var database: DatabaseOptions
 
     @Flag(help: "One JSON object instead of a table.")
     var json = false
@@ -36,7 +35,7 @@ struct StatusCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let session = try DatabaseSession(url: try ConnectionOptions.databaseURL(databaseURL))
+        let session = try database.session()
         let queries = try outbox.queries()
         let resolved = try session.query(queries.resolveTable)
         guard resolved.count == 1, let schema = resolved.text(0, 0), let name = resolved.text(0, 1) else {
