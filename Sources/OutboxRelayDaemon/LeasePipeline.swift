@@ -18,7 +18,8 @@ struct LeasePipeline {
     struct Held {
         let key: SplitKey
         let fence: FencedPush.Keys
-        let token: Int64
+        /// The fence this lease claimed, `<epoch>:<xid>`.
+        let token: String
         /// Rows an earlier holder pushed and perhaps did not mark: marked, never pushed again.
         let alreadyPushed: Set<Int64>
     }
@@ -57,6 +58,8 @@ struct LeasePipeline {
     private var unmarked: Marks?
     private var expected: [Expected] = []
     private var batchStarted: Int64
+    /// Why Redis refused this lease's last batch, if it did: the batch stays pending.
+    private(set) var refused: String?
     /// Why bad rows cannot be dead-lettered during this lease, if they cannot.
     private var deadLetterProblem: PostgresError?
 
@@ -89,7 +92,8 @@ struct LeasePipeline {
             guard try round(fetched.take()!, skipped: &skipped) else { break }
             fetched = try collect(skipped: &skipped)
         }
-        _ = try collect(skipped: &skipped)
+        // A refused push may leave the next fetch and the previous mark in flight.
+        while !expected.isEmpty { _ = try collect(skipped: &skipped) }
         if let last = unmarked {
             if !last.markIDs.isEmpty { try lease.postgres.query(queries.markEnqueued(last.markIDs, scheduled: last.scheduledIDs)) }
             book(last)
@@ -121,7 +125,14 @@ struct LeasePipeline {
             rows: (consume batch).rows, encoder: lease.configuration.sidekiq, nowMicros: lease.nowMicros(), alreadyPushed: held.alreadyPushed,
             makeJID: lease.makeJID)
         if !plan.pushedIDs.isEmpty {
-            try lease.redis.push(plan, keys: held.fence, sidekiq: lease.configuration.keys, token: held.token, record: ledger.record(pushing: plan))
+            let push = try lease.redis.push(
+                plan, keys: held.fence, sidekiq: lease.configuration.keys, fence: held.token, record: ledger.record(pushing: plan))
+            if case .refused(let reason) = push {
+                // Nothing of the batch reached Redis: it stays pending, and so does the rest of
+                // the key, so its order holds. The marks in flight still commit.
+                refused = reason
+                return false
+            }
             ledger.pushed(plan)
         }
         unmarked = Marks(markIDs: plan.markIDs, scheduledIDs: plan.scheduledIDs, rejected: plan.rejections.count)
@@ -215,10 +226,8 @@ struct LeasePipeline {
 
     /// A row of ``OutboxQueries/fetch(_:limit:maxBytes:skipping:after:)``, and its running byte total.
     private static func fetchedRow(_ row: PostgresRow) -> (OutboxRow, Int64) {
-        let outboxRow = OutboxRow(
-            id: row.int64(0)!, payload: row.bytes(1)!, createdAtMicros: OutboxQueries.epochMicros(postgresMicros: row.int64(2)!),
-            jid: row.text(3))
-        return (outboxRow, row.int64(4)!)
+        let outboxRow = OutboxRow(id: row.int64(0)!, payload: row.bytes(1), postgresMicros: row.int64(2), jid: row.text(3))
+        return (outboxRow, row.int64(4) ?? 0)
     }
 
     private func batch(_ fetched: [(OutboxRow, Int64)], limit: Int) -> Batch {

@@ -19,10 +19,12 @@ struct LeaseRun {
     let nowMicros: () -> Int64
     let makeJID: () -> String
 
-    /// What one lease did: rows fetched (relayed or rejected) and jobs relayed.
+    /// What one lease did: rows fetched (relayed or rejected) and jobs relayed, and why Redis
+    /// refused a batch, if it did (the batch stays pending).
     struct Outcome {
         let handled: Int
         let relayed: Int
+        var refused: String? = nil
     }
 
     /// Relays `key`'s pending rows under a lease (nothing when the key is leased elsewhere).
@@ -45,14 +47,7 @@ struct LeaseRun {
             while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
             if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
         }
-        let alreadyPushed: Set<Int64>
-        switch try redis.claim(fence, token: token) {
-        case .granted(let ids):
-            alreadyPushed = ids
-        case .fenced(let newer):
-            // Our token is older than one Redis has seen: the lease we just got is stale news.
-            throw RelayProblem.fenced("token \(token) is older than \(newer)")
-        }
+        let (fenceToken, alreadyPushed) = try claim(fence, xid: token, metadata: metadata)
         if !alreadyPushed.isEmpty {
             logger.info(
                 "an earlier holder pushed rows it did not mark; marking them without pushing again",
@@ -61,13 +56,13 @@ struct LeaseRun {
 
         let started = nowMicros()
         var pipeline = LeasePipeline(
-            lease: self, held: LeasePipeline.Held(key: key, fence: fence, token: token, alreadyPushed: alreadyPushed),
+            lease: self, held: LeasePipeline.Held(key: key, fence: fence, token: fenceToken, alreadyPushed: alreadyPushed),
             tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]))
         try pipeline.run(skipped: &skipped)
         // Pushed rows are marked now, so Redis may forget them, except those of an earlier holder
         // this lease did not reach. On any failure above this is skipped, so the next holder
         // learns which rows are in Redis but perhaps not marked.
-        try redis.release(fence, token: token, remaining: pipeline.ledger.remaining)
+        try redis.release(fence, fence: fenceToken, remaining: pipeline.ledger.remaining)
         tempos[key] = pipeline.tempo.leftBacklog ? pipeline.tempo.limit : nil
         if pipeline.relayed > 0 {
             logger.info(
@@ -77,6 +72,32 @@ struct LeaseRun {
                     "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
                 ]) { $1 })
         }
-        return Outcome(handled: pipeline.handled, relayed: pipeline.relayed)
+        return Outcome(handled: pipeline.handled, relayed: pipeline.relayed, refused: pipeline.refused)
+    }
+
+    /// Claims the lease's fence in Redis. A fence newer than this lease's transaction id means a
+    /// zombie lease, unless that fence is not even below the cluster's next transaction id: then
+    /// the database was restored or a lagging standby promoted, and this holder (whose lock the
+    /// query just proved alive) starts the next fencing epoch from exactly that fence.
+    private func claim(_ fence: FencedPush.Keys, xid: Int64, metadata: Logger.Metadata) throws -> (String, Set<Int64>) {
+        var rewound: String?
+        while true {
+            switch try redis.claim(fence, xid: xid, rewound: rewound) {
+            case .granted(let token, let ids):
+                if rewound != nil {
+                    logger.warning(
+                        "the lease's fence in Redis (\(rewound!)) is ahead of PostgreSQL's transaction ids: the database was restored from a backup or a standby that was behind was promoted; fencing goes on in a new epoch",
+                        metadata: metadata.merging(["outbox.fence": "\(token)"]) { $1 })
+                }
+                return (token, ids)
+            case .fenced(let newer):
+                let next = try postgres.query(OutboxQueries.nextTransactionID).int64(0, 0)
+                guard rewound == nil, let next, let newerXID = FencedPush.xid(inFence: newer), newerXID >= next else {
+                    // Our token is older than one Redis has seen: the lease we just got is stale news.
+                    throw RelayProblem.fenced("token \(xid) is older than \(newer)")
+                }
+                rewound = newer
+            }
+        }
     }
 }
