@@ -4,23 +4,6 @@ import OutboxRelayIO
 /// A Redis connection with the relay's scripts (``FencedPush``) loaded, speaking in leases:
 /// claim a lease's fence, push a batch under it, release it.
 final class FencedRedis {
-    enum Claim: Equatable {
-        /// The fence is ours (`fence`, `<epoch>:<xid>`); these rows were pushed under an earlier
-        /// lease and may be unmarked.
-        case granted(fence: String, alreadyPushed: Set<Int64>)
-        /// A newer token has been seen: another instance holds the lease now (or, when it is ahead
-        /// of PostgreSQL's transaction ids, the database was rewound).
-        case fenced(newerToken: String)
-    }
-
-    /// What became of a push.
-    enum Push: Equatable {
-        case pushed
-        /// Redis would refuse a write of this batch (for example a key of the wrong type); nothing
-        /// of it was written, and the reason names the key.
-        case refused(String)
-    }
-
     let connection: RedisConnection
     private let claimSHA: String
     private let pushSHA: String
@@ -41,7 +24,7 @@ final class FencedRedis {
 
     /// Claims the fence for the lease taken by transaction `xid`; `rewound`: the fence this holder
     /// proved ahead of PostgreSQL's transaction ids, to start the next epoch from.
-    func claim(_ keys: FencedPush.Keys, xid: Int64, rewound: String? = nil) throws -> Claim {
+    func claim(_ keys: FencedPush.Keys, xid: Int64, rewound: String? = nil) throws -> LeaseMachine.Claim {
         let reply = try call(FencedPush.claim(sha: claimSHA, keys: keys, xid: xid, rewound: rewound))
         guard case .array(let parts) = reply, parts.count >= 2 else { throw RelayProblem.unexpectedReply("claim", reply) }
         if let refusal = Self.refusal(parts) { throw RelayProblem.redisRefused(refusal) }
@@ -53,7 +36,7 @@ final class FencedRedis {
 
     /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
     /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
-    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: [Int64]? = nil) throws -> Push {
+    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: [Int64]? = nil) throws -> LeaseMachine.Push {
         let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedIDs)
         let reply = try call(command)
         if case .array(let parts) = reply, let refusal = Self.refusal(parts) { return .refused(refusal) }
