@@ -102,6 +102,11 @@ public struct LeaseMachine: Sendable {
         public var rewoundFrom: String?
         /// Rows an earlier holder pushed without marking, which this lease marked.
         public var inherited = 0
+
+        public init(handled: Int = 0, relayed: Int = 0) {
+            self.handled = handled
+            self.relayed = relayed
+        }
     }
 
     private enum State: Sendable, Equatable {
