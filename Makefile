@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus liblua5.1-0-dev
 
 ROWS ?= 100000
 REPEAT ?= 3
@@ -16,7 +16,7 @@ DESTDIR ?=
 STATIC_DIR = .build-static/release
 VERSION = $(shell sed -n 's/.*static let current = "\(.*\)"/\1/p' Sources/outbox-relay/OutboxRelayCommand.swift)
 
-.PHONY: all deps test-deps build release static install deb test demo bench clean
+.PHONY: all deps test-deps build release static install deb test demo bench simulate mutations clean
 
 all: build
 
@@ -52,6 +52,16 @@ deb: static
 test: test-deps deb
 	$(SWIFT) build --build-tests
 	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" OUTBOX_RELAY_DEB="$(CURDIR)/build/deb/outbox-relay_$(VERSION)_$$(dpkg --print-architecture).deb" $(SWIFT) test --skip-build
+
+# The deterministic simulation alone, for long runs: `make simulate SEEDS=1000000`, or one seed
+# replayed with its trace: `make simulate SIM_SEED=42 SIM_DISABLE=3,7`.
+SEEDS ?= 10000
+simulate: test-deps
+	SIM_SEEDS=$(SEEDS) $(SWIFT) test -c release --filter 'SimulationTests.SimulationTests/seedsKeepTheDeliveryPromise'
+
+# Re-introduces each data-loss defect of issue 11 and checks that the simulation catches it.
+mutations: test-deps
+	scripts/mutations.sh $(SEEDS)
 
 demo: build
 	scripts/with-servers.sh scripts/demo.sh "$(BIN_DIR)/outbox-relay"

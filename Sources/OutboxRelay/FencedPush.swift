@@ -37,7 +37,8 @@ public enum FencedPush {
     ///
     /// A fence equal to `rewound` starts the next epoch, so tokens keep growing after a restore or a
     /// promotion rewound the cluster's transaction ids; any other fence compares as usual, so two
-    /// holders racing to start the epoch cannot both win.
+    /// holders racing to start the epoch cannot both win. A new epoch forgets the record: its ids
+    /// belong to a history the database lost, and may since name other rows.
     public static let claimScript = helpers + """
 
         for i = 1, 2 do
@@ -51,6 +52,9 @@ public enum FencedPush {
           epoch = e
           if ARGV[3] ~= '' and seen == ARGV[3] then
             epoch = tostring(tonumber(e) + 1)
+            -- The record names rows of a history the database no longer has: their ids may now
+            -- be other rows. Forget it (those rows, if still there, are pushed once more).
+            redis.call('DEL', KEYS[2])
           elseif greater(x, ARGV[1]) then
             return {0, seen}
           end
@@ -128,12 +132,18 @@ public enum FencedPush {
         return 1
         """
 
+    /// The scope of a lease's fence and record: `<system identifier>:<database oid>`, since
+    /// advisory locks are per database, so two databases of one cluster sharing a Redis database
+    /// never fence each other.
+    public static func scope(system: String, database: String) -> String {
+        "\(system):\(database)"
+    }
+
     public struct Keys: Sendable, Equatable {
         public let fence: String
         public let record: String
 
-        /// `cluster`: PostgreSQL's system identifier and the database's oid, `<system id>:<oid>`,
-        /// since advisory locks are per database.
+        /// `cluster`: the lease's ``FencedPush/scope(system:database:)``.
         public init(lease: LeaseKey, cluster: String, namespace: String?) {
             let prefix = namespace.map { "\($0):" } ?? ""
             fence = "\(prefix)outbox-relay:fence:\(cluster):\(lease.value)"
@@ -145,6 +155,53 @@ public enum FencedPush {
     /// holder found ahead of PostgreSQL's next transaction id (see ``claimScript``).
     public static func claim(sha: String, keys: Keys, xid: Int64, rewound: String? = nil) -> RedisCommand {
         RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, String(xid), String(recordSeconds), rewound ?? "")
+    }
+
+    /// Why a script's answer cannot be taken as a claim or a push.
+    public enum Refusal: Error, Sendable, Equatable {
+        /// A newer holder's token fenced this one off (the push script's `FENCED` error).
+        case fenced(String)
+        /// A key the script would write has the wrong type; nothing was written.
+        case wrongType(String)
+        /// Any other error reply, or a reply of the wrong shape.
+        case failed(String)
+    }
+
+    /// The claim script's answer (see ``claimScript``).
+    public static func claimAnswer(_ reply: RedisReply) throws(Refusal) -> LeaseMachine.Claim {
+        guard case .array(let parts) = reply, parts.count >= 2 else { throw failure(reply, "claim") }
+        if let refusal = refusal(parts) { throw .wrongType(refusal) }
+        if parts[0] == .integer(1), parts.count == 3, let fence = parts[2].text {
+            return .granted(fence: fence, alreadyPushed: pushedIDs(inRecord: parts[1].text ?? ""))
+        }
+        return .fenced(newerToken: parts[1].text ?? "?")
+    }
+
+    /// The push script's answer (see ``pushScript``): a key of the wrong type is a refusal of the
+    /// batch, not an error of the lease.
+    public static func pushAnswer(_ reply: RedisReply) throws(Refusal) -> LeaseMachine.Push {
+        if case .array(let parts) = reply, let refusal = refusal(parts) { return .refused(refusal) }
+        guard case .integer = reply else { throw failure(reply, "push") }
+        return .pushed
+    }
+
+    private static func failure(_ reply: RedisReply, _ script: String) -> Refusal {
+        if case .error(let message) = reply {
+            return message.hasPrefix("FENCED") ? .fenced(message) : .failed("Redis refused the relay's \(script) script: \(message)")
+        }
+        return .failed("unexpected reply from Redis to the \(script) script: \(reply)")
+    }
+
+    /// `{-1, key, type, wanted}`: a script found a key it would write holding the wrong type.
+    static func refusal(_ parts: [RedisReply]) -> String? {
+        guard parts.count == 4, parts[0] == .integer(-1) else { return nil }
+        let key = parts[1].text ?? "?"
+        let found = parts[2].text ?? "?"
+        let wanted = parts[3].text ?? "?"
+        if found.hasPrefix("score ") {
+            return "the schedule key '\(key)' cannot take the \(found): not \(wanted)"
+        }
+        return "Redis key '\(key)' holds a \(found), not a \(wanted) (WRONGTYPE); fix or delete that key"
     }
 
     /// The transaction id in a fence `<epoch>:<xid>` (or a bare `<xid>`).

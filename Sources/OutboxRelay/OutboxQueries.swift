@@ -35,10 +35,11 @@ public struct OutboxQueries: Sendable {
 
     public var resolveTable: SQLStatement { resolve(table) }
 
-    /// What scopes the fencing tokens and records (see ``FencedPush``) exactly as PostgreSQL scopes
-    /// an advisory lock: the cluster's system identifier and the database's oid, `<id>:<oid>`.
+    /// What scopes the fencing tokens and records (see ``FencedPush/scope(system:database:)``)
+    /// exactly as PostgreSQL scopes an advisory lock: the cluster's system identifier and the
+    /// database's oid.
     public static let clusterIdentity = SQLStatement(
-        "SELECT system_identifier::text || ':' || (SELECT oid FROM pg_database WHERE datname = current_database())::text FROM pg_control_system()")
+        "SELECT system_identifier::text, (SELECT oid FROM pg_database WHERE datname = current_database())::text FROM pg_control_system()")
 
     /// The next transaction id the cluster will assign. A fence whose xid is not below it was never
     /// assigned by this cluster's history: it was restored from a backup, or a standby that was

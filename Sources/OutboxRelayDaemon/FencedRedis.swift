@@ -25,23 +25,16 @@ final class FencedRedis {
     /// Claims the fence for the lease taken by transaction `xid`; `rewound`: the fence this holder
     /// proved ahead of PostgreSQL's transaction ids, to start the next epoch from.
     func claim(_ keys: FencedPush.Keys, xid: Int64, rewound: String? = nil) throws -> LeaseMachine.Claim {
-        let reply = try call(FencedPush.claim(sha: claimSHA, keys: keys, xid: xid, rewound: rewound))
-        guard case .array(let parts) = reply, parts.count >= 2 else { throw RelayProblem.unexpectedReply("claim", reply) }
-        if let refusal = Self.refusal(parts) { throw RelayProblem.redisRefused(refusal) }
-        if parts[0] == .integer(1), parts.count == 3, let fence = parts[2].text {
-            return .granted(fence: fence, alreadyPushed: FencedPush.pushedIDs(inRecord: parts[1].text ?? ""))
-        }
-        return .fenced(newerToken: parts[1].text ?? "?")
+        let reply = try connection.send([FencedPush.claim(sha: claimSHA, keys: keys, xid: xid, rewound: rewound)])[0]
+        return try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(reply) }
     }
 
     /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
     /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
     func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: [Int64]? = nil) throws -> LeaseMachine.Push {
         let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedIDs)
-        let reply = try call(command)
-        if case .array(let parts) = reply, let refusal = Self.refusal(parts) { return .refused(refusal) }
-        guard case .integer = reply else { throw RelayProblem.unexpectedReply("push", reply) }
-        return .pushed
+        let reply = try connection.send([command])[0]
+        return try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) }
     }
 
     /// Checks that Redis still answers (an idle relay would otherwise not notice until a push).
@@ -54,24 +47,23 @@ final class FencedRedis {
         _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, fence: fence, remaining: remaining))
     }
 
-    /// `{-1, key, type, wanted}`: a script found a key it would write holding the wrong type.
-    private static func refusal(_ parts: [RedisReply]) -> String? {
-        guard parts.count == 4, parts[0] == .integer(-1) else { return nil }
-        let key = parts[1].text ?? "?"
-        let found = parts[2].text ?? "?"
-        let wanted = parts[3].text ?? "?"
-        if found.hasPrefix("score ") {
-            return "the schedule key '\(key)' cannot take the \(found): not \(wanted)"
-        }
-        return "Redis key '\(key)' holds a \(found), not a \(wanted) (WRONGTYPE); fix or delete that key"
-    }
-
     private func call(_ command: RedisCommand) throws -> RedisReply {
         let reply = try connection.send([command])[0]
-        if case .error(let message) = reply {
-            if message.hasPrefix("FENCED") { throw RelayProblem.fenced(message) }
-            throw RedisError(.commandFailed, "Redis refused the relay's script: \(message)")
-        }
+        if case .error = reply { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) } }
         return reply
+    }
+
+    /// Runs `body`, turning a refusal into the error the relay's loop acts on: a fenced lease, a
+    /// Redis key of the wrong type, or a Redis failure (which drops the connection).
+    private func answer<T>(_ body: () throws(FencedPush.Refusal) -> T) throws -> T {
+        do {
+            return try body()
+        } catch .fenced(let message) {
+            throw RelayProblem.fenced(message)
+        } catch .wrongType(let reason) {
+            throw RelayProblem.redisRefused(reason)
+        } catch .failed(let message) {
+            throw RedisError(.commandFailed, message)
+        }
     }
 }

@@ -95,7 +95,8 @@ public final class RelayLoop {
                 throw RelayProblem.tableMissing(configuration.table.description)
             }
             resolvedTable = "\(schema).\(name)"
-            cluster = try connection.query(OutboxQueries.clusterIdentity).text(0, 0) ?? ""
+            let identity = try connection.query(OutboxQueries.clusterIdentity)
+            cluster = FencedPush.scope(system: identity.text(0, 0) ?? "", database: identity.text(0, 1) ?? "")
             if try connection.query(queries.hasPendingIndex).bool(0, 0) != true {
                 logger.warning(
                     "the outbox table has no index on pending rows; fetches will slow down as the backlog grows. Run 'outbox-relay migrate' to add it",
