@@ -4,9 +4,12 @@ import OutboxRelay
 import OutboxRelayIO
 
 /// Writes one line per event to standard error, with every known secret removed. Under systemd
-/// the journal stores each line as one entry.
-/// - text: `<time> <level> <message> key=value …`
-/// - json: `{"time":…,"level":…,"message":…,"<key>":…}`
+/// the journal stores each line as one entry, so no logged text (a split key, a server's message)
+/// may carry a line break or any other control character:
+/// - text: `<time> <level> <message> key=value …`; control characters become `\n`, `\r`, `\t` or
+///   `\u00XX` in the message, keys and values, and a value with a space, `"`, `=`, `\` or a
+///   control character is quoted, with `"` and `\` escaped by a backslash;
+/// - json: `{"time":…,"level":…,"message":…,"<key>":…}`, escaped as JSON.
 public struct LineLogHandler: LogHandler {
     public enum Format: String, Sendable, CaseIterable {
         case text, json
@@ -40,8 +43,8 @@ public struct LineLogHandler: LogHandler {
         let message = redactor.redact("\(event.message)")
         switch format {
         case .text:
-            var line = "\(Self.timestamp()) \(event.level) \(message)"
-            for (key, value) in sorted { line += " \(key)=\(Self.quoted(value))" }
+            var line = "\(Self.timestamp()) \(event.level) \(Self.escaped(message))"
+            for (key, value) in sorted { line += " \(Self.escaped(key))=\(Self.quoted(value))" }
             write(line + "\n")
         case .json:
             var line = #"{"time":"\#(Self.timestamp())","level":"\#(event.level)","message":"\#(JSONText.escaped(message))""#
@@ -50,9 +53,44 @@ public struct LineLogHandler: LogHandler {
         }
     }
 
+    /// A value as logfmt writes it: bare when it can be, else quoted.
     private static func quoted(_ value: String) -> String {
-        value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty
-            ? "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : value
+        let bare = !value.isEmpty && !value.unicodeScalars.contains {
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || isControl($0)
+        }
+        guard !bare else { return value }
+        var result = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            default: append(scalar, to: &result)
+            }
+        }
+        return result + "\""
+    }
+
+    /// `text` with its control characters written as escapes, so it stays on one line.
+    private static func escaped(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: isControl) else { return text }
+        var result = ""
+        for scalar in text.unicodeScalars { append(scalar, to: &result) }
+        return result
+    }
+
+    private static func append(_ scalar: Unicode.Scalar, to result: inout String) {
+        switch scalar {
+        case "\n": result += "\\n"
+        case "\r": result += "\\r"
+        case "\t": result += "\\t"
+        case _ where isControl(scalar): result += "\\u" + String(format: "%04x", scalar.value)
+        default: result.unicodeScalars.append(scalar)
+        }
+    }
+
+    /// C0 and C1 control characters and DEL (Unicode's `Cc`), line and paragraph separators.
+    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
+        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
     private static func timestamp() -> String {
