@@ -43,8 +43,8 @@ public struct LineLogHandler: LogHandler {
         let message = redactor.redact("\(event.message)")
         switch format {
         case .text:
-            var line = "\(Self.timestamp()) \(event.level) \(Self.escaped(message))"
-            for (key, value) in sorted { line += " \(Self.escaped(key))=\(Self.quoted(value))" }
+            var line = "\(Self.timestamp()) \(event.level) \(LineText.escaped(message))"
+            for (key, value) in sorted { line += " \(LineText.escaped(key))=\(Self.quoted(value))" }
             write(line + "\n")
         case .json:
             var line = #"{"time":"\#(Self.timestamp())","level":"\#(event.level)","message":"\#(JSONText.escaped(message))""#
@@ -56,7 +56,7 @@ public struct LineLogHandler: LogHandler {
     /// A value as logfmt writes it: bare when it can be, else quoted.
     private static func quoted(_ value: String) -> String {
         let bare = !value.isEmpty && !value.unicodeScalars.contains {
-            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || isControl($0)
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || LineText.isControl($0)
         }
         guard !bare else { return value }
         var result = "\""
@@ -64,33 +64,10 @@ public struct LineLogHandler: LogHandler {
             switch scalar {
             case "\"": result += "\\\""
             case "\\": result += "\\\\"
-            default: append(scalar, to: &result)
+            default: LineText.appendEscaped(scalar, to: &result)
             }
         }
         return result + "\""
-    }
-
-    /// `text` with its control characters written as escapes, so it stays on one line.
-    private static func escaped(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: isControl) else { return text }
-        var result = ""
-        for scalar in text.unicodeScalars { append(scalar, to: &result) }
-        return result
-    }
-
-    private static func append(_ scalar: Unicode.Scalar, to result: inout String) {
-        switch scalar {
-        case "\n": result += "\\n"
-        case "\r": result += "\\r"
-        case "\t": result += "\\t"
-        case _ where isControl(scalar): result += "\\u" + String(format: "%04x", scalar.value)
-        default: result.unicodeScalars.append(scalar)
-        }
-    }
-
-    /// C0 and C1 control characters and DEL (Unicode's `Cc`), line and paragraph separators.
-    private static func isControl(_ scalar: Unicode.Scalar) -> Bool {
-        scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029
     }
 
     private static func timestamp() -> String {

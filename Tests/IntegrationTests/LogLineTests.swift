@@ -102,4 +102,28 @@ import Testing
         }
         #expect(try outbox.queue("q").count == 5)
     }
+
+    @Test func statusAndDeadLetterTablesKeepOneRowPerRecord() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let key = "k\n\(Self.forged)\tx\ty"
+        try outbox.insert([(.named(key), #"{"class":"J","queue":"q"}"#), (.named("plain"), #"{"class":"J","queue":"q"}"#)])
+        try outbox.postgres.query(SQLStatement(
+            """
+            INSERT INTO \(outbox.queries.deadLetterTable.quoted) (id, split_key, format, payload, created_at, error, dead_lettered_at) \
+            VALUES (1000, $1, 'sidekiq5', convert_to($2, 'UTF8'), now(), $3, now())
+            """, [key, "{\n  \"class\": \"J\"\t\n}", "bad\r\nrow"]))
+        let common = ["--database-url", outbox.servers.databaseURL, "--table", outbox.table.description]
+        let (status, table) = try RelayProcess.run(["status"] + common)
+        let (listed, letters) = try RelayProcess.run(["dead-letters", "list"] + common)
+        #expect(status == 0 && listed == 0, "\(table) \(letters)")
+        for (output, rows) in [(table, 3), (letters, 2)] {
+            let lines = Self.lines(output)
+            #expect(lines.count == rows, "one line per record: \(output)")
+            #expect(lines.allSatisfy { $0.utf8.filter { $0 == 9 }.count == 4 }, "five columns each: \(output)")
+            #expect(!output.utf8.contains(13))
+        }
+        #expect(table.contains(#"k\n2026-01-01T00:00:00.000Z error forged line outbox.split_key=evil\tx\ty"#), "\(table)")
+        #expect(letters.contains(#"bad\r\nrow"# + "\t" + #"{\n  "class": "J"\t\n}"#), "\(letters)")
+    }
 }
