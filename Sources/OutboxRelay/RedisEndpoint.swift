@@ -132,11 +132,13 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
                 result.replaceSubrange(schemeEnd.upperBound..<at, with: "***")
             }
         }
-        var searchStart = result.startIndex
-        while let range = result.range(of: "password=", options: .caseInsensitive, range: searchStart..<result.endIndex) {
+        var searchFrom = 0
+        while let range = result.range(
+            of: "password=", options: .caseInsensitive, range: result.index(result.startIndex, offsetBy: searchFrom)..<result.endIndex)
+        {
             let end = result[range.upperBound...].firstIndex(of: "&") ?? result.endIndex
+            searchFrom = result.distance(from: result.startIndex, to: range.upperBound) + 3
             result.replaceSubrange(range.upperBound..<end, with: "***")
-            searchStart = result.index(range.upperBound, offsetBy: 3)
         }
         return result
     }

@@ -101,7 +101,8 @@ public final class PostgresConnection {
     private static func misreadPassword(_ connectionString: String, _ values: [String: String]) -> String? {
         let lowered = connectionString.lowercased()
         guard lowered.hasPrefix("postgresql://") || lowered.hasPrefix("postgres://"), connectionString.contains("@") else { return nil }
-        let hostsHoldAt = ["host", "hostaddr", "port", "user"].contains { values[$0]?.contains("@") == true }
+        // A user name may hold an encoded @ (Azure's user%40server); a host or port never does.
+        let hostsHoldAt = ["host", "hostaddr", "port"].contains { values[$0]?.contains("@") == true }
         let portIsNumber = (values["port"] ?? "").split(separator: ",", omittingEmptySubsequences: false)
             .allSatisfy { $0.isEmpty || $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
         guard hostsHoldAt || !portIsNumber else { return nil }

@@ -45,6 +45,8 @@ import Testing
                 secrets: ["Qm%40rkSecret", "Qm@rkSecret", "rkSecret"], status: 1, says: "cannot connect to PostgreSQL"),
             Case(name: "libpq words after password=", arguments: ["status", "--database-url", "host=127.0.0.1 port=\(pgPort) password=SecA SecretB"],
                 secrets: ["SecA", "SecretB"], status: 64, says: invalidDatabase),
+            Case(name: "an encoded @ in the user name and the password", arguments: ["status", "--database-url", "postgresql://us%40er:Pw%40Secret@127.0.0.1:\(pgPort)/postgres"],
+                secrets: ["Pw%40Secret", "Pw@Secret"], status: 1, says: #"role "us@er" does not exist"#),
             Case(name: "a good URL, status", arguments: ["status", "--database-url", database("Good%2FSecret"), "--table", outbox.table.description],
                 secrets: ["Good%2FSecret", "Good/Secret", "Good", "Secret"], status: 0, says: "split_key"),
             Case(name: "/ in the Redis password, bad port", arguments: ["--database-url", pg, "--redis-url", "redis://:S3cr/et+Pw==@127.0.0.1:6379x/0"],
