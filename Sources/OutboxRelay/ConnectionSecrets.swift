@@ -34,7 +34,9 @@ public enum ConnectionSecrets {
 
     private static func userInfoPasswords(in text: String) -> [String] {
         guard let schemeEnd = text.range(of: "://") else { return [] }
-        let scheme = text[..<schemeEnd.lowerBound].lowercased()
+        // The scheme is the word before `://`, also in `--database-url=postgresql://…`.
+        let scheme = text[..<schemeEnd.lowerBound].reversed().prefix { $0.isLetter || $0.isNumber || "+.-".contains($0) }.reversed()
+            .map(String.init).joined().lowercased()
         let rest = text[schemeEnd.upperBound...]
         var passwords: [String] = []
         for at in Set([rest.firstIndex(of: "@"), rest.lastIndex(of: "@")].compactMap { $0 }) {

@@ -26,6 +26,8 @@ import Testing
     @Test func findsNoSecretWhereThereIsNone() {
         #expect(ConnectionSecrets.candidates(in: "postgresql://postgres@db:5432/app?sslmode=verify-full") == [])
         #expect(ConnectionSecrets.candidates(in: "redis://cache:6379/0") == [])
+        #expect(ConnectionSecrets.candidates(in: "--database-url=postgresql://postgres@db/app") == [], "a user name is no secret")
+        #expect(ConnectionSecrets.candidates(in: "--redis-url=redis://NoUser@db/0") == ["NoUser"])
         #expect(ConnectionSecrets.candidates(in: "host=db port=5432 user=app") == [])
         #expect(ConnectionSecrets.candidates(in: "postgresql://app:pw@db/app") == ["pw"], "a short password is still a secret; its pieces are not")
     }
