@@ -95,7 +95,7 @@ public final class PostgresConnection {
     }
 
     /// Why libpq would read part of a URL's user name or password as its host or port: an
-    /// unencoded `@`, `/` or `?` in the password (`postgresql://u:a@b@db/app` makes the host
+    /// unencoded `@` or `/` in the password (`postgresql://u:a@b@db/app` makes the host
     /// `b@db`, and libpq would repeat it in every connection error). Such a URL is refused before
     /// any connection is tried; nil for a URL libpq reads as it was meant.
     private static func misreadPassword(_ connectionString: String, _ values: [String: String]) -> String? {
