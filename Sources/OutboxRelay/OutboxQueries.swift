@@ -293,17 +293,17 @@ public struct OutboxQueries: Sendable {
     public func notifyStatements(channel: String) -> [String] {
         let function = table.sibling(named: String((table.name + "_notify").utf8.prefix(63))!)
         let keys = layout == .res
-            ? "SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') INTO keys FROM outbox_new_rows;"
-            : "keys := '';"
+            ? "SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') INTO written_keys FROM outbox_new_rows;"
+            : "written_keys := '';"
         return [
             """
             CREATE OR REPLACE FUNCTION \(function.quoted)() RETURNS trigger LANGUAGE plpgsql AS $outbox$
-            DECLARE keys text;
+            DECLARE written_keys text;
             BEGIN
               BEGIN
                 \(keys)
-                IF octet_length(keys) >= 8000 THEN keys := ''; END IF;
-                PERFORM pg_notify('\(channel)', coalesce(keys, ''));
+                IF octet_length(written_keys) >= 8000 THEN written_keys := ''; END IF;
+                PERFORM pg_notify('\(channel)', coalesce(written_keys, ''));
               EXCEPTION WHEN OTHERS THEN
                 BEGIN
                   PERFORM pg_notify('\(channel)', '');
