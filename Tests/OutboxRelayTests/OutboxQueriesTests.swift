@@ -31,8 +31,11 @@ import Testing
     }
 
     @Test func readsBinaryTimestampsAsEpochMicroseconds() {
-        #expect(OutboxQueries.epochMicros(postgresMicros: 0) == 946_684_800_000_000)
-        #expect(OutboxQueries.epochMicros(postgresMicros: 815_616_000_123_456) == 1_762_300_800_123_456)
+        #expect(OutboxQueries.epochMicros(postgresMicros: 0) == .success(946_684_800_000_000))
+        #expect(OutboxQueries.epochMicros(postgresMicros: 815_616_000_123_456) == .success(1_762_300_800_123_456))
+        #expect(OutboxQueries.epochMicros(postgresMicros: .max) == .failure(RejectedPayload("created_at is infinity")))
+        #expect(OutboxQueries.epochMicros(postgresMicros: .min) == .failure(RejectedPayload("created_at is -infinity")))
+        #expect(OutboxQueries.epochMicros(postgresMicros: .max - 1) == .failure(RejectedPayload("created_at is out of range")))
     }
 
     @Test func fetchesTheNullKeyWithItsOwnStatement() {
