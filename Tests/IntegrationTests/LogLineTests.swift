@@ -126,4 +126,9 @@ import Testing
         #expect(table.contains(#"k\n2026-01-01T00:00:00.000Z error forged line outbox.split_key=evil\tx\ty"#), "\(table)")
         #expect(letters.contains(#"bad\r\nrow"# + "\t" + #"{\n  "class": "J"\t\n}"#), "\(letters)")
     }
+
+    @Test func aStatusForSystemdIsOneLine() {
+        #expect(SystemdNotifier.singleLine("STATUS=waiting: queue:x\nWATCHDOG=1\r\nREADY=1") == #"STATUS=waiting: queue:x\nWATCHDOG=1\r\nREADY=1"#)
+        #expect(SystemdNotifier.singleLine("READY=1") == "READY=1")
+    }
 }
