@@ -297,16 +297,36 @@ public struct OutboxQueries: Sendable {
     // MARK: schema
 
     /// The DDL for `migrate --notify`: a statement-level trigger that, for every INSERT into the
-    /// outbox, sends `NOTIFY <channel>` with the split keys written (comma-separated), so a relay
-    /// waiting for work wakes at once. The channel must be a plain identifier.
+    /// outbox, sends `NOTIFY <channel>` so a relay waiting for work wakes at once. The payload is
+    /// only informative (relays read the table, not the payload): the split keys written,
+    /// comma-separated, or empty when they would not fit NOTIFY's 8,000-byte limit. The trigger
+    /// runs inside the application's INSERT, so nothing in it may fail that transaction: any error
+    /// sends an empty payload instead, or no notification at all (relays then poll). `CREATE OR
+    /// REPLACE` lets `migrate --notify` run again to update an installed trigger. The channel must
+    /// be a plain identifier.
     public func notifyStatements(channel: String) -> [String] {
         let function = table.sibling(named: String((table.name + "_notify").utf8.prefix(63))!)
-        let keys = layout == .res ? "string_agg(DISTINCT coalesce(split_key, ''), ',')" : "''"
+        let keys = layout == .res
+            ? "SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') INTO written_keys FROM outbox_new_rows;"
+            : "written_keys := '';"
         return [
             """
-            CREATE OR REPLACE FUNCTION \(function.quoted)() RETURNS trigger LANGUAGE plpgsql AS $outbox$ \
-            BEGIN PERFORM pg_notify('\(channel)', left(coalesce((SELECT \(keys) FROM outbox_new_rows), ''), 7000)); \
-            RETURN NULL; END $outbox$
+            CREATE OR REPLACE FUNCTION \(function.quoted)() RETURNS trigger LANGUAGE plpgsql AS $outbox$
+            DECLARE written_keys text;
+            BEGIN
+              BEGIN
+                \(keys)
+                IF octet_length(written_keys) >= 8000 THEN written_keys := ''; END IF;
+                PERFORM pg_notify('\(channel)', coalesce(written_keys, ''));
+              EXCEPTION WHEN OTHERS THEN
+                BEGIN
+                  PERFORM pg_notify('\(channel)', '');
+                EXCEPTION WHEN OTHERS THEN
+                  RAISE WARNING 'outbox-relay: no NOTIFY sent (%); relays will find the rows by polling', SQLERRM;
+                END;
+              END;
+              RETURN NULL;
+            END $outbox$
             """,
             "DROP TRIGGER IF EXISTS \(function.quotedName) ON \(table.quoted)",
             """
