@@ -185,7 +185,7 @@ struct LeaseRun {
     }
 
     /// A row of ``OutboxQueries/fetch(_:limit:maxBytes:skipping:after:)``, and its running byte total.
-    private static func fetchedRow(_ row: PostgresRow) -> (OutboxRow, Int64) {
+    private static func fetchedRow(_ row: borrowing PostgresRow) -> (OutboxRow, Int64) {
         let outboxRow = OutboxRow(id: row.int64(0)!, payload: row.bytes(1), postgresMicros: row.int64(2), jid: row.text(3))
         return (outboxRow, row.int64(4) ?? 0)
     }

@@ -16,7 +16,7 @@ public struct SecretRedactor: Sendable {
     /// The redactor for a libpq connection string or URL: libpq's reading of its password, and
     /// every other reading of it.
     public init(connectionString: String) {
-        self.init(secrets: [PostgresConnection.password(in: connectionString)].compactMap { $0 })
+        self.init(secrets: [PostgresConnectionString.password(in: connectionString)].compactMap { $0 })
         self = adding(candidatesIn: connectionString)
     }
 

@@ -76,7 +76,7 @@ struct ConnectionOptions: ParsableArguments {
             throw ValidationError("--database-url is missing (or set DATABASE_URL)")
         }
         do {
-            try PostgresConnection.validate(connectionString: url)
+            try PostgresConnectionString.validate(connectionString: url)
         } catch {
             throw ValidationError("--database-url: \(SecretRedactor(connectionString: url).redact(error.message))")
         }
