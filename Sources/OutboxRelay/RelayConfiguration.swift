@@ -29,6 +29,9 @@ public struct RelayConfiguration: Sendable {
     public var notifyChannel: String
     /// Seconds any single call to PostgreSQL or Redis may take before it counts as failed.
     public var networkTimeout: Double
+    /// Whether to count pending rows per key every 15 s for the metrics (always done while
+    /// `/metrics` is served; `--metrics-url` needs them for res_outbox's `remaining`).
+    public var samplesPending = false
 
     public static let batchSizeRange = 1...10_000
 

@@ -1,0 +1,192 @@
+import Foundation
+import Logging
+import OutboxRelay
+import OutboxRelayDaemon
+import OutboxRelayIO
+import Testing
+
+/// `--metrics-url`: res_outbox's InfluxDB series, fields and tags, written to a real InfluxDB 1.x
+/// over HTTP (with a user and password) and over UDP, read back with InfluxQL; and the relay never
+/// waits for InfluxDB: points are buffered, the oldest dropped, while it is away.
+@Suite(.serialized) struct InfluxMetricsTests {
+    static let queueSeries = "ruby_event_store.outbox.queue"
+    static let lockSeries = "ruby_event_store.outbox.lock"
+
+    func relay(_ outbox: TestOutbox, metricsURL: String, extra: [String] = []) throws -> RelayProcess {
+        try RelayProcess([
+            "--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--table", outbox.table.description,
+            "--sleep-on-empty", "0.05", "--metrics-url", metricsURL,
+        ] + extra)
+    }
+
+    /// Per split key: the sums of `enqueued` and `failed`, keyed `split_key|format`.
+    func sums(_ influx: InfluxServer, database: String) throws -> [String: [Int]] {
+        let series = try influx.query(
+            #"SELECT sum("enqueued"), sum("failed") FROM "\#(Self.queueSeries)" GROUP BY "split_key", "format""#, database: database)
+        var result: [String: [Int]] = [:]
+        for entry in series {
+            let tags = entry["tags"] as! [String: String]
+            let row = (entry["values"] as! [[Any]])[0]
+            result["\(tags["split_key"]!)|\(tags["format"]!)"] = [(row[1] as! NSNumber).intValue, (row[2] as! NSNumber).intValue]
+        }
+        return result
+    }
+
+    @Test func writesResOutboxSeriesOverHTTPWithAUserAndPassword() throws {
+        let influx = try InfluxServer()
+        defer { influx.stop() }
+        try influx.start(databases: ["outbox"])
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert(
+            [(.named("a"), RelayIntegrationTests.payload("a", 0)), (.named("a"), RelayIntegrationTests.payload("a", 1)), (.named("a"), "not json"),
+             (.named("a"), RelayIntegrationTests.payload("a", 3)), (.named("b"), RelayIntegrationTests.payload("b", 0)),
+             (.named("b"), RelayIntegrationTests.payload("b", 1)), (.named("c"), RelayIntegrationTests.payload("c", 0))])
+        // Another instance holds key c: res_outbox reports that as a lock point, obtain/taken.
+        let holder = try PostgresConnection(connectionString: outbox.servers.databaseURL)
+        let lease = LeaseKey(table: "public.\(outbox.table.name)", format: "sidekiq5", splitKey: .named("c"))
+        _ = try holder.query(SQLStatement("SELECT pg_advisory_lock($1::int8)", [String(lease.value)]))
+
+        let relay = try relay(outbox, metricsURL: "\(influx.url)/outbox", extra: ["--lock", "-l"])
+        try waitUntil("points of keys a and b in InfluxDB") {
+            let totals = try sums(influx, database: "outbox")
+            return totals["a|sidekiq5"] == [3, 1] && totals["b|sidekiq5"] == [2, 0]
+        }
+        try waitUntil("the remaining point of key c") {
+            try !influx.query(#"SELECT last("remaining") FROM "\#(Self.queueSeries)" WHERE "split_key" = 'c'"#, database: "outbox").isEmpty
+        }
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0)
+
+        let totals = try sums(influx, database: "outbox")
+        #expect(totals["a|sidekiq5"] == [3, 1], "3 enqueued and 1 failed (dead-lettered) on key a")
+        #expect(totals["b|sidekiq5"] == [2, 0])
+        #expect(totals["c|sidekiq5"] == [0, 0], "key c only has remaining points")
+        let remaining = try influx.query(
+            #"SELECT last("remaining") FROM "\#(Self.queueSeries)" GROUP BY "split_key""#, database: "outbox")
+        #expect(remaining.count == 1, "a and b had nothing pending when the relay counted: \(remaining)")
+        #expect((remaining.first?["tags"] as? [String: String]) == ["split_key": "c"])
+        #expect(((remaining.first?["values"] as? [[Any]])?.first?[1] as? NSNumber)?.intValue == 1)
+
+        let fields = try influx.query(#"SHOW FIELD KEYS FROM "\#(Self.queueSeries)""#, database: "outbox")
+        #expect((fields.first?["values"] as? [[String]]) == [["enqueued", "integer"], ["failed", "integer"], ["remaining", "integer"]])
+        let tags = try influx.query(#"SHOW TAG KEYS FROM "\#(Self.queueSeries)""#, database: "outbox")
+        #expect((tags.first?["values"] as? [[String]]) == [["format"], ["split_key"]])
+
+        let locks = try influx.query(#"SELECT "operation", "result", "value" FROM "\#(Self.lockSeries)" LIMIT 1"#, database: "outbox")
+        let lock = try #require((locks.first?["values"] as? [[Any]])?.first)
+        #expect(lock[1] as? String == "obtain")
+        #expect(lock[2] as? String == "taken")
+        #expect((lock[3] as? NSNumber)?.intValue == 1)
+        let lockFields = try influx.query(#"SHOW FIELD KEYS FROM "\#(Self.lockSeries)""#, database: "outbox")
+        #expect((lockFields.first?["values"] as? [[String]]) == [["value", "integer"]])
+
+        #expect(relay.log.contains("sending metrics to InfluxDB outbox.metrics_url=http://\(InfluxServer.user):***@127.0.0.1:\(influx.httpPort)/outbox"), "\(relay.log)")
+        #expect(!relay.log.contains(InfluxServer.password))
+    }
+
+    @Test func writesOverUDP() throws {
+        let influx = try InfluxServer()
+        defer { influx.stop() }
+        try influx.start(databases: [InfluxServer.udpDatabase])
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert((0..<4).map { (.named("u"), RelayIntegrationTests.payload("u", $0)) })
+        let relay = try relay(outbox, metricsURL: "udp://127.0.0.1:\(influx.udpPort)")
+        try waitUntil("the UDP points in InfluxDB") { try sums(influx, database: InfluxServer.udpDatabase)["u|sidekiq5"] == [4, 0] }
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0)
+        #expect(try outbox.pendingCount() == 0)
+    }
+
+    /// InfluxDB down: the relay relays as ever, logs the problem once, and writes the buffered
+    /// points when InfluxDB is back.
+    @Test func relaysWhileInfluxDBIsAwayAndWritesThePointsLater() throws {
+        let influx = try InfluxServer()
+        defer { influx.stop() }
+        try influx.start(databases: ["outbox"])
+        influx.halt()
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let relay = try relay(outbox, metricsURL: "\(influx.url)/outbox")
+        try outbox.insert((0..<5).map { (.named("late"), RelayIntegrationTests.payload("late", $0)) })
+        try waitUntil("rows relayed while InfluxDB is away") { try outbox.pendingCount() == 0 }
+        #expect(try outbox.queue("late").count == 5)
+        let problem = "cannot write to InfluxDB at http://\(InfluxServer.user):***@127.0.0.1:\(influx.httpPort)/outbox"
+        #expect(relay.waitForLog(problem, seconds: 10), "\(relay.log)")
+
+        try influx.start()
+        try waitUntil("the buffered points in InfluxDB") { try sums(influx, database: "outbox")["late|sidekiq5"] == [5, 0] }
+        #expect(relay.waitForLog("writing metrics to InfluxDB again", seconds: 10))
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0)
+        #expect(relay.log.components(separatedBy: problem).count == 2, "the problem is logged once: \(relay.log)")
+        #expect(!relay.log.contains(InfluxServer.password))
+    }
+
+    /// A full buffer drops its oldest points and counts them; the newest reach InfluxDB.
+    @Test func dropsTheOldestPointsWhenTheBufferIsFull() throws {
+        let influx = try InfluxServer()
+        defer { influx.stop() }
+        try influx.start(databases: ["outbox"])
+        influx.halt()
+        let logs = LogCapture()
+        let reporter = InfluxReporter(
+            url: try InfluxURL("\(influx.url)/outbox"), logger: Logger(label: "test") { _ in logs.handler() }, capacity: 3,
+            flushInterval: 0.05)
+        reporter.start()
+        defer { reporter.stop() }
+        for n in 1...5 {
+            reporter.record(ResOutboxPoints.queue(format: "sidekiq5", splitKey: .named("k"), enqueued: n, remaining: nil, nanoseconds: Int64(n) * 1_000_000_000))
+        }
+        try waitUntil("two points dropped") { reporter.dropped == 2 }
+        try influx.start()
+        try waitUntil("the three newest points in InfluxDB") {
+            try influx.query(#"SELECT "enqueued" FROM "\#(Self.queueSeries)""#, database: "outbox").first.map {
+                ($0["values"] as! [[Any]]).map { ($0[1] as! NSNumber).intValue }
+            } == [3, 4, 5]
+        }
+        #expect(reporter.dropped == 2)
+    }
+}
+
+/// res_outbox's command line flags that the relay accepts for drop-in unit files.
+@Suite(.serialized) struct ResOutboxFlagTests {
+    @Test(arguments: [
+        (["--metrics-url", "ftp://u:hunter2@host/db"], "--metrics-url: invalid metrics URL 'ftp://u:***@host/db': unknown scheme 'ftp', expected http, https or udp"),
+        (["--metrics-url", "http://u:hunter2@host:8086"], "--metrics-url: invalid metrics URL 'http://u:***@host:8086': the database is missing, as in http://host:8086/database"),
+        (["--metrics-url=http://u:hunter2@host:99999/db"], "--metrics-url: invalid metrics URL 'http://u:***@host:99999/db': port '99999' is not a number from 1 to 65535"),
+        (["--metrics-url", "influx.example:8086"], "--metrics-url: invalid metrics URL 'influx.example:8086': expected http://[user:password@]host:port/database or udp://host:port"),
+    ])
+    func refusesABadMetricsURLWithOneLineAndExitCode64(arguments: [String], message: String) throws {
+        let (status, log) = try RelayProcess.run(["--database-url", "postgresql://localhost/db", "--redis-url", "redis://localhost:6379/0"] + arguments)
+        #expect(status == 64)
+        #expect(log == "outbox-relay: \(message)\nSee 'outbox-relay --help'.\n")
+        #expect(!log.contains("hunter2"))
+    }
+
+    @Test func refusesABadMetricsURLFromTheEnvironmentWithoutShowingItsPassword() throws {
+        let (status, log) = try RelayProcess.run(
+            ["--database-url", "postgresql://localhost/db", "--redis-url", "redis://localhost:6379/0"],
+            environment: ["OUTBOX_RELAY_METRICS_URL": "http://u:hunter2@host:8086"])
+        #expect(status == 64)
+        #expect(log.hasPrefix("outbox-relay: --metrics-url: invalid metrics URL 'http://u:***@host:8086'"))
+        #expect(!log.contains("hunter2"))
+    }
+
+    @Test(arguments: [["--lock"], ["-l"], ["--no-lock"]])
+    func acceptsResOutboxsLockFlags(flags: [String]) throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert([(.named("q"), RelayIntegrationTests.payload("q", 0))])
+        let relay = try RelayProcess([
+            "--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--table", outbox.table.description,
+            "--sleep-on-empty", "0.05", "--log-level", "info",
+        ] + flags)
+        try waitUntil("the row relayed") { try outbox.pendingCount() == 0 }
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0, "\(relay.log)")
+        let notice = "--no-lock is accepted for res_outbox's unit files, but outbox-relay always leases each split key"
+        #expect(relay.log.components(separatedBy: notice).count == (flags == ["--no-lock"] ? 2 : 1), "\(relay.log)")
+    }
+}
