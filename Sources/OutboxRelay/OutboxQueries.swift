@@ -316,39 +316,33 @@ public struct OutboxQueries: Sendable {
     }
 
     /// The DDL for the outbox table of the layout (as its gem's migration creates it), its indexes,
-    /// the relay's partial index on pending rows, and the dead-letter table; all idempotent.
-    public var createStatements: [String] {
-        let t = table.quoted
-        func index(_ suffix: String) -> String { table.sibling(named: String((table.name + suffix).utf8.prefix(63))!).quotedName }
-        var statements: [String]
+    /// the relay's partial index on pending rows, and the dead-letter table; all idempotent. This is
+    /// the script for a new table; `migrate` looks at the database first (``MigrationPlan``).
+    public var createStatements: [String] { MigrationPlan(queries: self).statements }
+
+    /// The outbox table of the layout, as its gem's migration creates it, when missing.
+    public var createTableStatement: String {
         switch layout {
         case .res:
-            statements = [
-                """
-                CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, split_key varchar NULL, \
-                format varchar NOT NULL, payload bytea NOT NULL, created_at timestamp(6) NOT NULL, \
-                enqueued_at timestamp(6) NULL)
-                """,
-                "CREATE INDEX IF NOT EXISTS \(index("_format_enqueued_split")) ON \(t) (format, enqueued_at, split_key)",
-                "CREATE INDEX IF NOT EXISTS \(index("_created_enqueued")) ON \(t) (created_at, enqueued_at)",
-                "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (format, split_key, id) WHERE enqueued_at IS NULL",
-            ]
-        case .reliableJob:
-            statements = [
-                """
-                CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, jid varchar NOT NULL, \
-                job_class varchar NOT NULL, payload json NOT NULL, status varchar NOT NULL DEFAULT 'pending', \
-                enqueued_at timestamp(6) NULL, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL)
-                """,
-                "CREATE INDEX IF NOT EXISTS \(index("_jid")) ON \(t) (jid)",
-                "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (id) WHERE status = 'pending'",
-            ]
-        }
-        statements.append(
             """
-            CREATE TABLE IF NOT EXISTS \(deadLetterTable.quoted) (LIKE \(t), error text NOT NULL, \
-            dead_lettered_at timestamp(6) NOT NULL DEFAULT \(Self.utcNow), PRIMARY KEY (id))
-            """)
-        return statements
+            CREATE TABLE IF NOT EXISTS \(table.quoted) (id bigserial PRIMARY KEY, split_key varchar NULL, \
+            format varchar NOT NULL, payload bytea NOT NULL, created_at timestamp(6) NOT NULL, \
+            enqueued_at timestamp(6) NULL)
+            """
+        case .reliableJob:
+            """
+            CREATE TABLE IF NOT EXISTS \(table.quoted) (id bigserial PRIMARY KEY, jid varchar NOT NULL, \
+            job_class varchar NOT NULL, payload json NOT NULL, status varchar NOT NULL DEFAULT 'pending', \
+            enqueued_at timestamp(6) NULL, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL)
+            """
+        }
+    }
+
+    /// The dead-letter table: the outbox's columns plus `error` and `dead_lettered_at`.
+    public var createDeadLetterTableStatement: String {
+        """
+        CREATE TABLE IF NOT EXISTS \(deadLetterTable.quoted) (LIKE \(table.quoted), error text NOT NULL, \
+        dead_lettered_at timestamp(6) NOT NULL DEFAULT \(Self.utcNow), PRIMARY KEY (id))
+        """
     }
 }
