@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus influxdb python3-psycopg2
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus influxdb python3-psycopg2 ruby-activerecord ruby-pg postgresql-client
 
 ROWS ?= 100000
 REPEAT ?= 3
@@ -24,7 +24,8 @@ deps:
 	@scripts/deps.sh
 
 # A real Sidekiq (Debian's ruby-sidekiq 6.4) runs the relayed jobs in the integration tests; a real
-# InfluxDB 1.6 takes --metrics-url's points; psycopg2 runs the "Writing jobs from your app" Python snippet.
+# InfluxDB 1.6 takes --metrics-url's points; psql, ActiveRecord and psycopg2 run the README's
+# "Writing jobs from your app" snippets.
 test-deps:
 	@scripts/deps.sh $(TEST_PACKAGES)
 

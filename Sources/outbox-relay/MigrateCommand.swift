@@ -8,7 +8,7 @@ import OutboxRelay
 struct MigrateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate",
-        abstract: "Create the outbox table (when missing), its indexes and the dead-letter table; idempotent."
+        abstract: "Create the outbox table (when missing), its indexes, the dead-letter table and outbox_relay_enqueue(); idempotent."
     )
 
     @OptionGroup var outbox: OutboxOptions
@@ -32,7 +32,7 @@ struct MigrateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let queries = try outbox.queries()
-        let extra = notify ? queries.notifyStatements(channel: notifyChannel) : []
+        let extra = [queries.enqueueFunctionStatement] + (notify ? queries.notifyStatements(channel: notifyChannel) : [])
         let url = database.databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"]
         if print && (url ?? "").isEmpty {
             // No database to look at: the script for a new table.

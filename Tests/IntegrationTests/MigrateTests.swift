@@ -37,6 +37,7 @@ import Testing
             \(queries.createTableStatement);
             CREATE INDEX CONCURRENTLY IF NOT EXISTS "\(table)_pending" ON "\(table)" (format, split_key, id) WHERE enqueued_at IS NULL;
             \(queries.createDeadLetterTableStatement);
+            \(queries.enqueueFunctionStatement);
 
             """)
 
