@@ -41,11 +41,19 @@ struct LeaseRun {
             logger.debug("split key leased by another instance", metadata: metadata)
             return Outcome(handled: 0, relayed: 0)
         }
+        if let gemLock = configuration.reliableJobGemLock {
+            guard try postgres.query(gemLock.tryLock).bool(0, 0) == true else {
+                _ = try postgres.query(queries.releaseLease(lease))
+                logger.debug("sidekiq-reliable_job's own enqueuer holds its lock; skipping the table for now", metadata: metadata)
+                return Outcome(handled: 0, relayed: 0)
+            }
+        }
         let fence = FencedPush.Keys(lease: lease, cluster: cluster, namespace: configuration.keys.namespace)
         defer {
             // After a failure with a pipeline in flight, its results come first.
             while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
             if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
+            if postgres.isHealthy, let gemLock = configuration.reliableJobGemLock { _ = try? postgres.query(gemLock.unlock) }
         }
         let (fenceToken, alreadyPushed) = try claim(fence, xid: token, metadata: metadata)
         if !alreadyPushed.isEmpty {

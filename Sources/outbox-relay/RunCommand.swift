@@ -124,6 +124,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.redisTLS = connection.redisTLS
         let influx = try influxURL()
         configuration.samplesPending = influx != nil
+        configuration.withAdvisoryLockPrefix = ProcessInfo.processInfo.environment["WITH_ADVISORY_LOCK_PREFIX"]
         let redactor = connection.redactor.adding([influx?.password].compactMap { $0 })
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
