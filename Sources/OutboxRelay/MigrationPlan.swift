@@ -116,6 +116,10 @@ extension OutboxQueries {
                 OutboxIndex(
                     suffix: "_pending", columns: ["id"], predicate: "status = 'pending'",
                     printedPredicate: "((status)::text = 'pending'::text)"),
+                // The future jobs the relay keeps in the table until they are due.
+                OutboxIndex(
+                    suffix: "_scheduled", columns: ["id"], predicate: "status = 'scheduled' AND enqueued_at IS NULL",
+                    printedPredicate: "(((status)::text = 'scheduled'::text) AND (enqueued_at IS NULL))"),
             ]
         }
     }

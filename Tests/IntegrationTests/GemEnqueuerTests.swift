@@ -68,3 +68,48 @@ import Testing
         #expect(gemPushed > 0 && gemPushed < count, "both took turns: the gem's enqueuer pushed \(gemPushed)")
     }
 }
+
+/// sidekiq-reliable_job's scheduled jobs (`perform_in`, `perform_at`) with the gem's middleware
+/// installed: the relay keeps them in the table and pushes them to their queue when due, so
+/// Sidekiq's scheduler never hands them to the middleware a second time.
+@Suite(.serialized) struct ReliableJobScheduleTests {
+    @Test func runsScheduledJobsStagedByTheGemsMiddlewareOnceAndOnTime() throws {
+        let outbox = try TestOutbox(layout: .reliableJob)
+        defer { outbox.drop() }
+        // The gem's migration makes jid unique.
+        try outbox.postgres.execute("CREATE UNIQUE INDEX \(outbox.table.name)_gem_jid ON \(outbox.table.quoted) (jid)")
+        let relay = RelayRunner(outbox.configuration())
+        defer { relay.finish() }
+        let sidekiq = SidekiqServer(
+            redisURL: outbox.redisURL, environment: ["RELIABLE_JOB_TABLE": outbox.table.quoted, "DATABASE_URL": outbox.servers.databaseURL])
+        try sidekiq.start(queues: ["default"])
+        defer { sidekiq.stop() }
+
+        let staged = Date().timeIntervalSince1970
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/ruby")
+        client.arguments = ["-r", SidekiqServer.harness, "-e", "RecordJob.perform_in(3, 1); RecordJob.perform_async(2); RecordJob.perform_at(Time.now + 1.5, 3)"]
+        client.environment = sidekiq.environment
+        try client.run()
+        client.waitUntilExit()
+        #expect(client.terminationStatus == 0)
+        let rows = try outbox.postgres.query(SQLStatement("SELECT payload->>'at' FROM \(outbox.table.quoted) ORDER BY id"))
+        #expect(rows.count == 3, "the middleware staged all three")
+        let dueAt = [1: Double(rows.text(0, 0) ?? "") ?? 0, 3: Double(rows.text(2, 0) ?? "") ?? 0]
+        #expect(dueAt[1]! > staged + 2.5 && dueAt[3]! > staged + 1)
+
+        let runs = try sidekiq.waitForRuns(3, client: outbox.redis, seconds: 30)
+        #expect(runs.map { ($0.args[0] as! NSNumber).intValue } == [2, 3, 1], "once each, the later ones when due")
+        for run in runs {
+            let n = (run.args[0] as! NSNumber).intValue
+            if let due = dueAt[n] { #expect(run.ranAt >= due, "job \(n) ran at \(run.ranAt), due at \(due)") }
+        }
+        try waitUntil("every completed job's row deleted by the server middleware") {
+            try outbox.postgres.query(SQLStatement("SELECT count(*) FROM \(outbox.table.quoted)")).int64(0, 0) == 0
+        }
+        let after = try sidekiq.inspect()
+        #expect((after["scheduled"] as? [Any])?.isEmpty == true)
+        #expect(after["retries"] as? Int == 0)
+        #expect(after["dead"] as? Int == 0)
+    }
+}

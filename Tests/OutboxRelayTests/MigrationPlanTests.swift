@@ -53,8 +53,15 @@ import Testing
             ExistingIndex(name: "pending_rows", columns: ["id"], predicate: "((status)::text = 'pending'::text)", unique: false, valid: true, method: "btree"),
         ]
         let plan = MigrationPlan(queries: reliable, state: .init(tableExists: true, hasRows: true, indexes: existing))
-        #expect(plan.statements == [reliable.createTableStatement, reliable.createDeadLetterTableStatement])
+        #expect(plan.statements == [
+            reliable.createTableStatement,
+            #"CREATE INDEX CONCURRENTLY IF NOT EXISTS "reliable_job_outbox_scheduled" ON "reliable_job_outbox" (id) WHERE status = 'scheduled' AND enqueued_at IS NULL"#,
+            reliable.createDeadLetterTableStatement,
+        ])
         #expect(plan.reused.map(\.name) == ["index_reliable_job_outbox_on_jid", "pending_rows"])
-        #expect(!plan.concurrently)
+        let kept = ExistingIndex(
+            name: "kept", columns: ["id"], predicate: "(((status)::text = 'scheduled'::text) AND (enqueued_at IS NULL))", unique: false, valid: true,
+            method: "btree")
+        #expect(MigrationPlan(queries: reliable, state: .init(tableExists: true, hasRows: true, indexes: existing + [kept])).statements.count == 2)
     }
 }

@@ -46,6 +46,8 @@ Sidekiq.configure_server do |config|
   config.server_middleware { |chain| chain.add QueueTag }
 end
 
+require_relative "reliable_job_stage" if ENV["RELIABLE_JOB_TABLE"]
+
 if $PROGRAM_NAME == __FILE__ && ARGV.first == "inspect"
   queues = Sidekiq::Queue.all.map { |q| [q.name, { "size" => q.size, "latency" => q.latency }] }.to_h
   puts JSON.generate(
