@@ -170,7 +170,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     private func influxURL() throws -> InfluxURL? {
-        guard let metricsURL else { return nil }
+        // Empty, as an environment file may leave it, means off (as no flag does for res_outbox).
+        guard let metricsURL, !metricsURL.isEmpty else { return nil }
         do {
             return try InfluxURL(metricsURL)
         } catch {

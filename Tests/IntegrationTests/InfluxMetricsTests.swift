@@ -25,9 +25,11 @@ import Testing
             #"SELECT sum("enqueued"), sum("failed") FROM "\#(Self.queueSeries)" GROUP BY "split_key", "format""#, database: database)
         var result: [String: [Int]] = [:]
         for entry in series {
-            let tags = entry["tags"] as! [String: String]
-            let row = (entry["values"] as! [[Any]])[0]
-            result["\(tags["split_key"]!)|\(tags["format"]!)"] = [(row[1] as! NSNumber).intValue, (row[2] as! NSNumber).intValue]
+            let tags = entry["tags"] as? [String: String] ?? [:]
+            let row = (entry["values"] as? [[Any]])?.first ?? []
+            // A field no point of the series has sums to null: -1 here.
+            let values = [1, 2].map { row.count > $0 ? (row[$0] as? NSNumber)?.intValue ?? -1 : -1 }
+            result["\(tags["split_key"] ?? "")|\(tags["format"] ?? "")"] = values
         }
         return result
     }
@@ -94,6 +96,7 @@ import Testing
         try outbox.insert((0..<4).map { (.named("u"), RelayIntegrationTests.payload("u", $0)) })
         let relay = try relay(outbox, metricsURL: "udp://127.0.0.1:\(influx.udpPort)")
         try waitUntil("the UDP points in InfluxDB") { try sums(influx, database: InfluxServer.udpDatabase)["u|sidekiq5"] == [4, 0] }
+        #expect(try sums(influx, database: InfluxServer.udpDatabase) == ["u|sidekiq5": [4, 0]])
         relay.signal(SIGTERM)
         #expect(relay.waitForExit(seconds: 10) == 0)
         #expect(try outbox.pendingCount() == 0)
@@ -116,7 +119,7 @@ import Testing
         #expect(relay.waitForLog(problem, seconds: 10), "\(relay.log)")
 
         try influx.start()
-        try waitUntil("the buffered points in InfluxDB") { try sums(influx, database: "outbox")["late|sidekiq5"] == [5, 0] }
+        try waitUntil("the buffered points in InfluxDB", seconds: 60) { try sums(influx, database: "outbox")["late|sidekiq5"] == [5, 0] }
         #expect(relay.waitForLog("writing metrics to InfluxDB again", seconds: 10))
         relay.signal(SIGTERM)
         #expect(relay.waitForExit(seconds: 10) == 0)
@@ -143,7 +146,7 @@ import Testing
         try influx.start()
         try waitUntil("the three newest points in InfluxDB") {
             try influx.query(#"SELECT "enqueued" FROM "\#(Self.queueSeries)""#, database: "outbox").first.map {
-                ($0["values"] as! [[Any]]).map { ($0[1] as! NSNumber).intValue }
+                ($0["values"] as? [[Any]] ?? []).map { ($0[1] as? NSNumber)?.intValue ?? -1 }
             } == [3, 4, 5]
         }
         #expect(reporter.dropped == 2)
@@ -172,6 +175,39 @@ import Testing
         #expect(status == 64)
         #expect(log.hasPrefix("outbox-relay: --metrics-url: invalid metrics URL 'http://u:***@host:8086'"))
         #expect(!log.contains("hunter2"))
+    }
+
+    /// An environment file that leaves OUTBOX_RELAY_METRICS_URL empty means no InfluxDB.
+    @Test func takesAnEmptyMetricsURLFromTheEnvironmentAsOff() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert([(.named("q"), RelayIntegrationTests.payload("q", 0))])
+        let relay = try RelayProcess(
+            ["--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--table", outbox.table.description, "--sleep-on-empty", "0.05"],
+            environment: ["OUTBOX_RELAY_METRICS_URL": ""])
+        try waitUntil("the row relayed", seconds: 20) { try outbox.pendingCount() == 0 || relay.waitForExit(seconds: 0) != nil }
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0, "\(relay.log)")
+        #expect(!relay.log.contains("InfluxDB"))
+    }
+
+    /// Every flag res_outbox's CLI defines, as a unit file would pass them (the table, which
+    /// res_outbox cannot choose, comes from the environment so the test has its own).
+    @Test func startsWithAResOutboxCommandLineUnchanged() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert([(.named("q"), RelayIntegrationTests.payload("q", 0)), (.named("other"), RelayIntegrationTests.payload("other", 0))])
+        let relay = try RelayProcess([
+            "--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--log-level", "info", "--message-format", "sidekiq5",
+            "--split-keys=q", "--batch-size", "100", "--metrics-url", "udp://127.0.0.1:\(lowFreePort())", "-l", "--cleanup", "none",
+            "--cleanup-limit", "all", "--sleep-on-empty", "0.05",
+        ], environment: ["OUTBOX_RELAY_TABLE": outbox.table.description])
+        try waitUntil("the row of key q relayed") { try outbox.queue("q").count == 1 }
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0, "\(relay.log)")
+        #expect(try outbox.queue("other").isEmpty, "only the split keys given")
+        let (status, version) = try RelayProcess.run(["--version"])
+        #expect(status == 0 && version == "0.1.0\n")
     }
 
     @Test(arguments: [["--lock"], ["-l"], ["--no-lock"]])

@@ -62,8 +62,8 @@ final class InfluxServer: @unchecked Sendable {
         let file = folder.appendingPathComponent("influxdb.conf")
         try configuration.write(to: file, atomically: true, encoding: .utf8)
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/influxd")
-        process.arguments = ["-config", file.path]
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", Self.guardian, "sh", "/usr/bin/influxd", file.path, folder.path]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -76,6 +76,18 @@ final class InfluxServer: @unchecked Sendable {
             guard status == 200 else { throw TestSetupError.timedOut("CREATE DATABASE \(database): \(status) \(body)") }
         }
     }
+
+    /// Runs influxd and watches the test process: should it die without stopping the server (a
+    /// crash skips every deinit), the server is stopped and its folder removed all the same.
+    /// SIGTERM stops the server and keeps its data, for a restart.
+    static let guardian = """
+        "$1" -config "$2" >/dev/null 2>&1 &
+        child=$!
+        trap 'kill $child 2>/dev/null; wait $child; exit 0' TERM INT
+        while kill -0 "$PPID" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 0.2; done
+        kill "$child" 2>/dev/null; wait "$child"
+        kill -0 "$PPID" 2>/dev/null || rm -rf "$3"
+        """
 
     /// Stops influxd (SIGTERM, then SIGKILL after 10 s), keeping its data for a restart.
     func halt() {
