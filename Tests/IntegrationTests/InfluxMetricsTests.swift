@@ -49,7 +49,9 @@ import Testing
         let lease = LeaseKey(table: "public.\(outbox.table.name)", format: "sidekiq5", splitKey: .named("c"))
         _ = try holder.query(SQLStatement("SELECT pg_advisory_lock($1::int8)", [String(lease.value)]))
 
-        let relay = try relay(outbox, metricsURL: "\(influx.url)/outbox", extra: ["--lock", "-l"])
+        // Prometheus as well: both backends get the relay's metrics.
+        let prometheusPort = lowFreePort(excluding: [influx.httpPort, influx.udpPort])
+        let relay = try relay(outbox, metricsURL: "\(influx.url)/outbox", extra: ["--lock", "-l", "--metrics-listen", "127.0.0.1:\(prometheusPort)"])
         try waitUntil("points of keys a and b in InfluxDB") {
             let totals = try sums(influx, database: "outbox")
             return totals["a|sidekiq5"] == [3, 1] && totals["b|sidekiq5"] == [2, 0]
@@ -57,6 +59,9 @@ import Testing
         try waitUntil("the remaining point of key c") {
             try !influx.query(#"SELECT last("remaining") FROM "\#(Self.queueSeries)" WHERE "split_key" = 'c'"#, database: "outbox").isEmpty
         }
+        let (_, exposition) = try MetricsTests.get(prometheusPort, "/metrics")
+        #expect(exposition.contains(#"outbox_relay_jobs_relayed_total{split_key="a"} 3"#), "\(exposition)")
+        #expect(exposition.contains(#"outbox_relay_jobs_dead_lettered_total{split_key="a"} 1"#))
         relay.signal(SIGTERM)
         #expect(relay.waitForExit(seconds: 10) == 0)
 
