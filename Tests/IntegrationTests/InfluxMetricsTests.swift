@@ -132,6 +132,40 @@ import Testing
         #expect(!relay.log.contains(InfluxServer.password))
     }
 
+    /// An InfluxDB that takes the connection and never answers: each write waits for its timeout
+    /// (5 s) on the metrics thread, and the relay goes on at full speed meanwhile.
+    @Test func relaysAtFullSpeedWhileInfluxDBHangs() throws {
+        let port = lowFreePort()
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        #expect(bound == 0 && listen(listener, 64) == 0, "a listener that never accepts")
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let relay = try relay(outbox, metricsURL: "http://u:hung-pw@127.0.0.1:\(port)/outbox")
+        #expect(relay.waitForLog("info ready", seconds: 20), "\(relay.log)")
+        // A first round of points is now stuck in a write that waits for InfluxDB's answer.
+        try outbox.insert((0..<5).map { (.named("h\($0)"), RelayIntegrationTests.payload("h\($0)", $0)) }, createdAt: nil)
+        try waitUntil("the first rows relayed") { try outbox.pendingCount() == 0 }
+        try waitUntil("the metrics thread connected to the hung InfluxDB", seconds: 10) {
+            var ready = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
+            return poll(&ready, 1, 0) == 1
+        }
+        let started = Date()
+        try outbox.insert((0..<200).map { (.named("h\($0 % 10)"), RelayIntegrationTests.payload("h\($0 % 10)", $0)) }, createdAt: nil)
+        try waitUntil("200 more rows relayed well within InfluxDB's 5 s timeout", seconds: 3) { try outbox.pendingCount() == 0 }
+        #expect(Date().timeIntervalSince(started) < 3)
+        relay.signal(SIGTERM)
+        #expect(relay.waitForExit(seconds: 10) == 0, "\(relay.log)")
+        #expect(!relay.log.contains("hung-pw"))
+    }
+
     /// A full buffer drops its oldest points and counts them; the newest reach InfluxDB.
     @Test func dropsTheOldestPointsWhenTheBufferIsFull() throws {
         let influx = try InfluxServer()
