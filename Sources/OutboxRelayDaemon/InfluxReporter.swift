@@ -17,6 +17,7 @@ public final class InfluxReporter: @unchecked Sendable {
     private let linesPerWrite: Int
     private let condition = NSCondition()
     private var buffer: InfluxBuffer
+    private let capacity: Int
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
     private var started = false
@@ -30,6 +31,7 @@ public final class InfluxReporter: @unchecked Sendable {
         self.flushInterval = flushInterval
         self.linesPerWrite = linesPerWrite
         self.buffer = InfluxBuffer(capacity: capacity)
+        self.capacity = capacity
     }
 
     /// Buffers a point; never blocks on InfluxDB.
@@ -107,7 +109,7 @@ public final class InfluxReporter: @unchecked Sendable {
                 condition.unlock()
                 if failing != error.message {
                     logger.error(
-                        "\(error.message); buffering up to \(buffer.capacity) points meanwhile", metadata: ["outbox.metrics_url": "\(url)"])
+                        "\(error.message); buffering up to \(capacity) points meanwhile", metadata: ["outbox.metrics_url": "\(url)"])
                     failing = error.message
                 }
                 if lastRound { return }
