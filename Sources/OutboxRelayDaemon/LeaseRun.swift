@@ -39,12 +39,14 @@ struct LeaseRun {
             tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]),
             deadLetterProblem: try deadLetterProblem())
         var locked = false
+        var gemLocked = false
         defer {
-            if locked {
+            if locked || gemLocked {
                 // After a failure with a pipeline in flight, its results come first.
                 while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
-                if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
             }
+            if locked, postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
+            if gemLocked, postgres.isHealthy, let gemLock = configuration.reliableJobGemLock { _ = try? postgres.query(gemLock.unlock) }
         }
         let started = nowMicros()
         var batchStarted = started
@@ -54,10 +56,21 @@ struct LeaseRun {
             do {
                 switch action {
                 case .tryLease:
-                    let xid = try postgres.query(queries.tryLease(lease)).int64(0, 0)
+                    var xid = try postgres.query(queries.tryLease(lease)).int64(0, 0)
                     locked = xid != nil
                     RelayMetrics.leaseAttempt(key, acquired: locked)
                     if !locked { logger.debug("split key leased by another instance", metadata: metadata) }
+                    // Serving sidekiq-reliable_job's table, the relay also holds the gem's own
+                    // lock, so the gem's enqueuer, if it runs too, never pushes a job twice.
+                    if locked, let gemLock = configuration.reliableJobGemLock {
+                        gemLocked = try postgres.query(gemLock.tryLock).bool(0, 0) == true
+                        if !gemLocked {
+                            _ = try postgres.query(queries.releaseLease(lease))
+                            locked = false
+                            xid = nil
+                            logger.debug("sidekiq-reliable_job's own enqueuer holds its lock; skipping the table for now", metadata: metadata)
+                        }
+                    }
                     action = machine.leaseAnswered(xid: xid)
                 case .claim(let xid, let rewound):
                     action = machine.claimAnswered(try redis.claim(fence, xid: xid, rewound: rewound))
@@ -99,6 +112,10 @@ struct LeaseRun {
                 case .releaseLease:
                     _ = try postgres.query(queries.releaseLease(lease))
                     locked = false
+                    if gemLocked, let gemLock = configuration.reliableJobGemLock {
+                        _ = try postgres.query(gemLock.unlock)
+                        gemLocked = false
+                    }
                     action = machine.leaseReleased()
                 case .finished(let outcome):
                     finished(outcome, key: key, tempos: &tempos, started: started, metadata: metadata)

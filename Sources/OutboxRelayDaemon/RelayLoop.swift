@@ -247,9 +247,9 @@ public final class RelayLoop {
         }
     }
 
-    /// Samples the pending rows per key for the metrics, every 15 s, when metrics are served.
+    /// Samples the pending rows per key for the metrics, every 15 s, when metrics are served or sent.
     private func samplePendingIfDue() throws {
-        guard health != nil else { return }
+        guard health != nil || configuration.samplesPending else { return }
         if let lastSample, nowMicros() - lastSample < Self.sampleIntervalMicros { return }
         lastSample = nowMicros()
         let rows = try postgres!.query(configuration.queries.pendingSummary)
