@@ -25,7 +25,7 @@ public struct InfluxURL: Sendable, Equatable, CustomStringConvertible {
             ConfigurationError("invalid metrics URL '\(redacted)': \(why)")
         }
         guard let schemeEnd = url.range(of: "://") else {
-            throw fail("expected http://[user:password@]host:port/database or udp://host:port")
+            throw fail("expected http(s)://host:port/database (a user and password may come before the host) or udp://host:port")
         }
         let scheme = url[..<schemeEnd.lowerBound].lowercased()
         guard let transport = Transport(rawValue: scheme) else {

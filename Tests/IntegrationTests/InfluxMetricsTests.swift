@@ -198,7 +198,7 @@ import Testing
         (["--metrics-url", "ftp://u:hunter2@host/db"], "--metrics-url: invalid metrics URL 'ftp://u:***@host/db': unknown scheme 'ftp', expected http, https or udp"),
         (["--metrics-url", "http://u:hunter2@host:8086"], "--metrics-url: invalid metrics URL 'http://u:***@host:8086': the database is missing, as in http://host:8086/database"),
         (["--metrics-url=http://u:hunter2@host:99999/db"], "--metrics-url: invalid metrics URL 'http://u:***@host:99999/db': port '99999' is not a number from 1 to 65535"),
-        (["--metrics-url", "influx.example:8086"], "--metrics-url: invalid metrics URL 'influx.example:8086': expected http://[user:password@]host:port/database or udp://host:port"),
+        (["--metrics-url", "influx.example:8086"], "--metrics-url: invalid metrics URL 'influx.example:8086': expected http(s)://host:port/database (a user and password may come before the host) or udp://host:port"),
     ])
     func refusesABadMetricsURLWithOneLineAndExitCode64(arguments: [String], message: String) throws {
         let (status, log) = try RelayProcess.run(["--database-url", "postgresql://localhost/db", "--redis-url", "redis://localhost:6379/0"] + arguments)
