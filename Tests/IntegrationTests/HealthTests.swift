@@ -17,6 +17,7 @@ import Testing
         let port = lowPort()
         let server = try MetricsServer(listen: "127.0.0.1:\(port)", health: health, logger: Logger(label: "test")) { [] }
         server.start()
+        defer { server.stop() }
         let relay = RelayRunner(outbox.configuration(), health: health)
         defer { relay.finish() }
         // The loop has gone round once (and so has a last round to be measured from), then the
