@@ -104,6 +104,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        OtherSignals.ignore()
         let connection = try connection.resolved()
         var configuration = RelayConfiguration(
             databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),
@@ -136,7 +137,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: RelayService(configuration: configuration, logger: logger, health: health))],
+                services: [
+                    .init(service: RelayService(configuration: configuration, logger: logger, health: health)),
+                    .init(service: OtherSignals(logger: logger), successTerminationBehavior: .ignore),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "outbox-relay.lifecycle") { _ in LineLogHandler(level: .warning, format: format, redactor: redactor) }
             ))
