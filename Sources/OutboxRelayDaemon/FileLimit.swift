@@ -1,29 +1,42 @@
 import Foundation
-import Logging
 
-/// The open-file limit (`ulimit -n`, systemd's `LimitNOFILE=`): the relay needs a few file
-/// descriptors (standard streams, the runtime's event and signal descriptors, a pipe, three
-/// sockets, and those of `--metrics-listen`). A soft limit below that is raised to the hard
-/// limit where allowed; one that stays too low is named in one line at start-up, since every
-/// socket the relay cannot open then fails with "Too many open files" (and is retried).
+/// The open-file limit (`ulimit -n`, systemd's `LimitNOFILE=`). The relay needs about 16 file
+/// descriptors: the standard streams, the runtime's event, timer and signal descriptors (one per
+/// signal it handles), a pipe, and three sockets; `--metrics-listen` adds one per connection.
+/// Below that the runtime cannot even watch for SIGTERM reliably, so the relay refuses to start;
+/// a limit that is merely tight is named in one line, and sockets that cannot be opened are
+/// retried with backoff. A soft limit below what is wanted is first raised towards the hard one.
 public enum FileLimit {
-    /// Fewer descriptors than this and the relay cannot work.
-    static let needed: rlim_t = 32
+    /// Fewer descriptors than this and the relay refuses to start.
+    static let minimum: rlim_t = 16
 
-    /// Raises the soft limit if it is below ``needed``; returns the line to log when the limit
-    /// stays too low.
-    public static func check() -> String? {
+    public enum Verdict: Equatable {
+        case enough
+        /// Start, but say so.
+        case tight(String)
+        /// Do not start: this line says why.
+        case tooLow(String)
+    }
+
+    /// Raises the soft limit where it is below `wanted` and the hard limit allows, then judges it.
+    public static func check(metrics: Bool) -> Verdict {
+        let wanted: rlim_t = metrics ? 64 : 32
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
-            return "cannot read the open-file limit: \(String(cString: strerror(errno)))"
+            return .tight("cannot read the open-file limit: \(String(cString: strerror(errno)))")
         }
-        guard limit.rlim_cur < needed else { return nil }
-        if limit.rlim_max > limit.rlim_cur {
+        if limit.rlim_cur < wanted && limit.rlim_max > limit.rlim_cur {
             var raised = limit
-            raised.rlim_cur = min(limit.rlim_max, 1024)
-            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0, raised.rlim_cur >= needed { return nil }
-            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            raised.rlim_cur = min(limit.rlim_max, max(wanted, 1024))
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
-        return "the open-file limit (ulimit -n, LimitNOFILE=) is \(limit.rlim_cur), too low: the relay needs about \(needed) file descriptors; sockets it cannot open are retried with backoff until the limit is raised"
+        let named = "the open-file limit (ulimit -n, LimitNOFILE=) is \(limit.rlim_cur)"
+        if limit.rlim_cur < minimum {
+            return .tooLow("\(named), too low to run: the relay needs at least \(minimum) file descriptors, \(wanted) to be comfortable; raise it")
+        }
+        if limit.rlim_cur < wanted {
+            return .tight("\(named), tight: the relay wants \(wanted) file descriptors; sockets it cannot open are retried with backoff")
+        }
+        return .enough
     }
 }

@@ -43,6 +43,7 @@ public final class RelayLoop {
     private var relayedTotal = 0
     private var lastCleanup: Int64?
     private var lastProblem: String?
+    private var lastListenProblem: String?
 
     public init(
         configuration: RelayConfiguration, logger: Logger, stop: StopSignal, notifier: SystemdNotifier = SystemdNotifier(),
@@ -117,8 +118,12 @@ public final class RelayLoop {
                 let connection = try openPostgres()
                 try connection.execute("LISTEN \"\(configuration.notifyChannel)\"")
                 listener = connection
+                lastListenProblem = nil
             } catch {
-                logger.warning("cannot LISTEN for wake-ups, polling instead: \(error)")
+                // Once per problem: it is tried again every round.
+                let message = "cannot LISTEN for wake-ups, polling instead: \(error)"
+                message == lastListenProblem ? logger.debug("\(message)") : logger.warning("\(message)")
+                lastListenProblem = message
             }
         }
         if redis == nil || redis?.isBroken == true {

@@ -22,7 +22,6 @@ public struct RelayService: Service {
     }
 
     public func run() async throws {
-        if let problem = FileLimit.check() { logger.error("\(problem)") }
         let stop = StopSignal()
         if let problem = stop.pipeProblem { logger.error("\(problem)") }
         let finished = OneShot()

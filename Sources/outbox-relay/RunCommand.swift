@@ -120,6 +120,15 @@ struct RunCommand: AsyncParsableCommand {
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }
+        switch FileLimit.check(metrics: metricsListen != nil) {
+        case .tooLow(let line):
+            logger.critical("\(line)")
+            throw ExitCode(71)
+        case .tight(let line):
+            logger.warning("\(line)")
+        case .enough:
+            break
+        }
         var health: RelayHealth?
         if let metricsListen {
             let registry = PrometheusCollectorRegistry()
