@@ -1,24 +1,5 @@
 import Foundation
 
-/// A loopback TCP port below the kernel's ephemeral range (32768) that nobody listens on now, so
-/// no outgoing connection of another test can be holding it.
-func lowPort() -> Int {
-    for _ in 0..<200 {
-        let port = Int.random(in: 20000..<32000)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if bound == 0 { return port }
-    }
-    fatalError("no free port below 32000")
-}
-
 /// A raw HTTP client over a real socket, with a total deadline, to probe the metrics server as a
 /// kubelet or Prometheus would, and to play slow clients.
 final class HTTPProbe {

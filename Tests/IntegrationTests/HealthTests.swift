@@ -14,7 +14,7 @@ import Testing
         let keys = 4000
         let stall = 1.0
         let health = RelayHealth(stallSeconds: stall)
-        let port = lowPort()
+        let port = freePort()
         let server = try MetricsServer(listen: "127.0.0.1:\(port)", health: health, logger: Logger(label: "test")) { [] }
         server.start()
         defer { server.stop() }

@@ -25,7 +25,7 @@ import Testing
         defer { outbox.drop() }
         let keys = 2000
         try outbox.insert((0..<keys).map { (SplitKey.named("one-off-\($0)"), RelayIntegrationTests.payload("q", $0)) })
-        let port = lowPort()
+        let port = freePort()
         let relay = try RelayProcess([
             "--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--table", outbox.table.description,
             "--metrics-listen", "127.0.0.1:\(port)", "--sleep-on-empty", "0.05",

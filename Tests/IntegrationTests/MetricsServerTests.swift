@@ -7,7 +7,7 @@ import Testing
 /// connections past the deadline, and connections beyond the cap are refused.
 @Suite(.serialized) struct MetricsServerTests {
     static func server(_ limits: MetricsServer.Limits = .init()) throws -> (MetricsServer, Int) {
-        let port = lowPort()
+        let port = freePort()
         let server = try MetricsServer(
             listen: "127.0.0.1:\(port)", health: RelayHealth(stallSeconds: 30), logger: Logger(label: "test"), limits: limits
         ) { Array("outbox_relay_test 1\n".utf8) }

@@ -53,7 +53,7 @@ import Testing
         defer { outbox.drop() }
         let relay = try Self.limited(16, [
             "--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--table", outbox.table.description,
-            "--metrics-listen", "127.0.0.1:\(lowPort())", "--sleep-on-empty", "60", "--log-level", "debug",
+            "--metrics-listen", "127.0.0.1:\(freePort())", "--sleep-on-empty", "60", "--log-level", "debug",
         ])
         #expect(relay.waitForLog("warning the open-file limit (ulimit -n, LimitNOFILE=) is 16, tight: the relay wants 64 file descriptors", seconds: 20), "\(relay.log)")
         try waitUntil("retries", seconds: 20) { relay.log.components(separatedBy: "debug retrying").count > 5 }
