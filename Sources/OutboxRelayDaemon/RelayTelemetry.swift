@@ -60,8 +60,9 @@ final class RelayTelemetry {
     func sampledPending(_ rows: [(key: SplitKey, pending: Double, oldestAge: Double)], configured: [SplitKey]?) {
         var totals: [String: (pending: Double, oldestAge: Double)] = [:]
         for row in rows {
-            let total = totals[labels.label(row.key), default: (0, 0)]
-            totals[labels.label(row.key)] = (total.pending + row.pending, max(total.oldestAge, row.oldestAge))
+            let label = labels.label(row.key)
+            let total = totals[label, default: (0, 0)]
+            totals[label] = (total.pending + row.pending, max(total.oldestAge, row.oldestAge))
         }
         let idle = sampled.union((configured ?? []).map { labels.label($0) }).subtracting(totals.keys)
         for label in idle { totals[label] = (0, 0) }
