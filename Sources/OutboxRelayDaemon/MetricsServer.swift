@@ -121,6 +121,7 @@ public final class MetricsServer: @unchecked Sendable {
                 usleep(UInt32(min(1_000_000, 100_000 * failures)))
                 continue
             }
+            // Failing would only let a child inherit the socket, and the relay starts none.
             _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             if failures > 0 {
                 logger.info("metrics server accepts connections again")

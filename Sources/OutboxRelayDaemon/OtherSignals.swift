@@ -20,6 +20,7 @@ public struct OtherSignals: Service {
     /// before ``run()`` watches for them.
     public static func ignore() {
         for signal in [SIGPIPE, SIGHUP, SIGUSR1, SIGUSR2] {
+            // SIG_ERR only for an invalid signal number or SIGKILL/SIGSTOP, none of these.
             _ = Glibc.signal(signal, SIG_IGN)
         }
     }
