@@ -21,6 +21,8 @@ struct LeaseRun {
     let stop: StopSignal
     let nowMicros: () -> Int64
     let makeJID: () -> String
+    /// Health, metrics and the monotonic clock for durations.
+    let telemetry: RelayTelemetry
 
     typealias Outcome = LeaseMachine.Outcome
 
@@ -48,7 +50,7 @@ struct LeaseRun {
             if locked, postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
             if gemLocked, postgres.isHealthy, let gemLock = configuration.reliableJobGemLock { _ = try? postgres.query(gemLock.unlock) }
         }
-        let started = nowMicros()
+        let started = telemetry.monotonicMicros()
         var batchStarted = started
         var action = machine.start()
         while true {
@@ -58,7 +60,7 @@ struct LeaseRun {
                 case .tryLease:
                     var xid = try postgres.query(queries.tryLease(lease)).int64(0, 0)
                     locked = xid != nil
-                    RelayMetrics.leaseAttempt(key, acquired: locked)
+                    telemetry.leaseAttempt(key, acquired: locked)
                     if !locked { logger.debug("split key leased by another instance", metadata: metadata) }
                     // Serving sidekiq-reliable_job's table, the relay also holds the gem's own
                     // lock, so the gem's enqueuer, if it runs too, never pushes a job twice.
@@ -87,9 +89,8 @@ struct LeaseRun {
                     action = machine.fetched(fetched(rows, limit: limit, alreadyPushed: machine.alreadyPushed))
                 case .receive(.mark(let ids, _)):
                     _ = try postgres.receiveNext()
-                    RelayMetrics.relayed(key, count: ids.count)
-                    let now = nowMicros()
-                    RelayMetrics.batchDuration(micros: now - batchStarted)
+                    let now = telemetry.monotonicMicros()
+                    telemetry.batchRelayed(key, jobs: ids.count, durationMicros: now - batchStarted)
                     batchStarted = now
                     logger.debug("batch relayed", metadata: metadata.merging(["outbox.jobs": "\(ids.count)"]) { $1 })
                     action = machine.marked()
@@ -151,7 +152,7 @@ struct LeaseRun {
             logger.info(
                 "relayed jobs",
                 metadata: metadata.merging([
-                    "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
+                    "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((telemetry.monotonicMicros() - started) / 1000)",
                 ]) { $1 })
         }
     }
@@ -179,7 +180,7 @@ struct LeaseRun {
         } catch {
             return .failed(why(error))
         }
-        RelayMetrics.deadLettered(key, count: rejections.count)
+        telemetry.deadLettered(key, rows: rejections.count)
         for rejection in rejections {
             logger.error(
                 "row dead-lettered: \(rejection.reason)", metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])

@@ -111,6 +111,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        OtherSignals.ignore()
         let connection = try connection.resolved()
         var configuration = RelayConfiguration(
             databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),
@@ -129,6 +130,15 @@ struct RunCommand: AsyncParsableCommand {
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }
+        switch FileLimit.check(metrics: metricsListen != nil) {
+        case .tooLow(let line):
+            logger.critical("\(line)")
+            throw ExitCode(71)
+        case .tight(let line):
+            logger.warning("\(line)")
+        case .enough:
+            break
+        }
         if !lock {
             logger.info("--no-lock is accepted for res_outbox's unit files, but outbox-relay always leases each split key")
         }
@@ -162,7 +172,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: RelayService(configuration: configuration, logger: logger, health: health))],
+                services: [
+                    .init(service: RelayService(configuration: configuration, logger: logger, health: health)),
+                    .init(service: OtherSignals(logger: logger), successTerminationBehavior: .ignore),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "outbox-relay.lifecycle") { _ in LineLogHandler(level: .warning, format: format, redactor: redactor) }
             ))
