@@ -21,7 +21,11 @@ public struct JSONObjectScan: Sendable {
         public let kind: Kind
     }
 
-    public static let maximumDepth = 256
+    /// How deep objects and arrays may nest, the payload's own object counting as 1: Ruby's
+    /// `JSON.parse` (json 2.x, as Sidekiq calls it) raises `NestingError` beyond its default
+    /// `max_nesting` of 100, so Sidekiq could not read a deeper job. Such a payload is
+    /// dead-lettered, not pushed.
+    public static let maximumDepth = 100
 
     public let bytes: [UInt8]
     public let members: [Member]
@@ -88,8 +92,8 @@ private struct Parser {
 
     // MARK: values
 
+    /// Parses the value at `index`, inside a container `depth` deep.
     mutating func parseValue(depth: Int) throws(JSONScanError) -> JSONObjectScan.Kind {
-        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
         guard let byte = peek() else { throw fail("unexpected end of JSON") }
         switch byte {
         case UInt8(ascii: "{"):
@@ -119,6 +123,7 @@ private struct Parser {
     }
 
     mutating func parseObject(depth: Int, collect: Bool) throws(JSONScanError) -> [JSONObjectScan.Member] {
+        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
         index += 1  // {
         var members: [JSONObjectScan.Member] = []
         skipWhitespace()
@@ -152,6 +157,7 @@ private struct Parser {
     }
 
     mutating func parseArray(depth: Int) throws(JSONScanError) {
+        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
         index += 1  // [
         skipWhitespace()
         if peek() == UInt8(ascii: "]") {

@@ -80,11 +80,22 @@ import Testing
         #expect(throws: JSONScanError(message: "invalid UTF-8", offset: 6)) { try JSONObjectScan(bytes) }
     }
 
-    @Test func limitsNesting() throws {
-        let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
-        #expect(throws: JSONScanError.self) { try scan(#"{"a":\#(deep)}"#) }
-        let fine = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
-        #expect(try scan(#"{"a":\#(fine)}"#).members.count == 1)
+    /// `{"a":` and then containers down to `depth`, the outer object counting as 1.
+    func nested(_ depth: Int, open: String, close: String) -> String {
+        let inner = String(repeating: open, count: depth - 2) + open.prefix(1) + close
+        return #"{"a":"# + inner + String(repeating: close, count: depth - 2) + "}"
+    }
+
+    /// Ruby's JSON.parse, as Sidekiq calls it, raises NestingError beyond 100 levels (the job's own
+    /// object is level 1), so a deeper payload must be dead-lettered: the scan used to take 257.
+    @Test(arguments: [("[", "]", 1), (#"{"k":"#, "}", 5)])
+    func limitsNestingAsRubyDoes(open: String, close: String, width: Int) throws {
+        #expect(JSONObjectScan.maximumDepth == 100)
+        #expect(try scan(nested(100, open: open, close: close)).members.count == 1)
+        #expect(throws: JSONScanError(message: "JSON nested too deeply", offset: 5 + 99 * width)) {
+            try scan(nested(101, open: open, close: close))
+        }
+        #expect(throws: JSONScanError.self) { try scan(nested(257, open: open, close: close)) }
     }
 
     /// The parser reads through a buffer pointer: every prefix of a document that uses every
