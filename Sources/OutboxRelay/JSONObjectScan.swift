@@ -227,21 +227,28 @@ private struct Parser {
         default: throw fail("invalid escape in a string")
         }
         if let simple { return simple }
-        var scalar = try parseHex4()
-        if (0xD800..<0xDC00).contains(scalar),
-            peek() == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
-        {
-            let save = index
+        let start = index - 2
+        let scalar = try parseHex4()
+        // RFC 8259 lets a string hold an unpaired surrogate, but no parser agrees on what it means:
+        // Ruby's json 2.6 raises on a high one near the string's end, turns one followed by
+        // another escape into a different character (`\ud800\u0041` is U+10041), replaces one
+        // followed by text with "?" and swallows a character, and makes a lone low one into bytes
+        // that are not UTF-8, which Sidekiq cannot write back (JSON.generate raises). Refused.
+        switch scalar {
+        case 0xDC00..<0xE000:
+            throw JSONScanError(message: "unpaired surrogate in a \\u escape", offset: start)
+        case 0xD800..<0xDC00:
+            guard peek() == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
+            else { throw JSONScanError(message: "unpaired surrogate in a \\u escape", offset: start) }
             index += 2
             let low = try parseHex4()
-            if (0xDC00..<0xE000).contains(low) {
-                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-            } else {
-                index = save
+            guard (0xDC00..<0xE000).contains(low) else {
+                throw JSONScanError(message: "unpaired surrogate in a \\u escape", offset: start)
             }
+            return Unicode.Scalar(0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00))!
+        default:
+            return Unicode.Scalar(scalar)!
         }
-        // Lone surrogates are valid JSON; they decode to U+FFFD, as most parsers do.
-        return Unicode.Scalar(scalar) ?? "\u{FFFD}"
     }
 
     mutating func parseHex4() throws(JSONScanError) -> UInt32 {

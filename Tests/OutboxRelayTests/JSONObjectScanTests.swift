@@ -98,6 +98,28 @@ import Testing
         #expect(throws: JSONScanError.self) { try scan(nested(257, open: open, close: close)) }
     }
 
+    /// Ruby's json 2.6 mangles an unpaired surrogate escape: `\ud800\u0041` becomes U+10041,
+    /// `\ud800abcdefg` becomes "?bcdefg", a lone `\udc00` bytes that are not UTF-8 (which Sidekiq
+    /// cannot write back). The scan used to decode them to U+FFFD; it refuses them now.
+    @Test(arguments: [
+        #"\ud800"#, #"\udc00"#, #"\ud800\u0041"#, #"\ud800abcdefg"#, #"\ude00\ud83d"#, #"\ud800\ud800"#,
+        #"\uDBFF x"#, #"x\ud83d"#,
+    ])
+    func refusesUnpairedSurrogates(escape: String) throws {
+        let offset = escape.hasPrefix("x") ? 7 : 6
+        #expect(throws: JSONScanError(message: "unpaired surrogate in a \\u escape", offset: offset)) {
+            try scan(#"{"a":"\#(escape)"}"#)
+        }
+        #expect(throws: JSONScanError(message: "unpaired surrogate in a \\u escape", offset: offset - 4)) {
+            try scan(#"{"\#(escape)":1}"#)
+        }
+    }
+
+    @Test func decodesSurrogatePairs() throws {
+        let result = try scan(#"{"a":"\ud800\udc00\uDBFF\uDFFF"}"#)
+        #expect(result.string(try #require(result.member("a"))) == "\u{10000}\u{10FFFF}")
+    }
+
     /// The parser reads through a buffer pointer: every prefix of a document that uses every
     /// construct must be refused cleanly, never read past its end.
     @Test func refusesEveryTruncationOfADocument() {
