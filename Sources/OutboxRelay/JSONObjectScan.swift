@@ -38,9 +38,10 @@ public struct JSONObjectScan: Sendable {
         self.bytes = bytes
     }
 
-    /// The last member with this key, as JSON parsers that keep the last duplicate see it.
+    /// The last member with this key, as JSON parsers that keep the last duplicate see it. Keys
+    /// are compared as bytes, as Ruby's Hash does: `"caf\u00e9"` and `"cafe\u0301"` are two keys.
     public func member(_ key: String) -> Member? {
-        members.last { $0.key == key }
+        members.last { $0.key.utf8.elementsEqual(key.utf8) }
     }
 
     /// The member's value decoded as a string, or `nil` when it is not a JSON string.

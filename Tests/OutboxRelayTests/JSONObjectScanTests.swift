@@ -120,6 +120,15 @@ import Testing
         #expect(result.string(try #require(result.member("a"))) == "\u{10000}\u{10FFFF}")
     }
 
+    /// Ruby's Hash tells keys apart by their bytes; Swift's `==` by canonical equivalence, so
+    /// `member("café")` used to find the NFD `"cafe\u0301"` written after it.
+    @Test func comparesKeysAsBytes() throws {
+        let result = try scan(#"{"caf\u00e9":1,"cafe\u0301":2,"K":3}"#)
+        #expect(result.number(try #require(result.member("café"))) == 1)
+        #expect(result.number(try #require(result.member("cafe\u{301}"))) == 2)
+        #expect(result.member("\u{212A}") == nil)  // KELVIN SIGN, canonically equivalent to "K"
+    }
+
     /// The parser reads through a buffer pointer: every prefix of a document that uses every
     /// construct must be refused cleanly, never read past its end.
     @Test func refusesEveryTruncationOfADocument() {
