@@ -4,6 +4,17 @@
 /// ``maximumDepth`` deep) but only the top level is indexed, and nothing is decoded until asked:
 /// the relay reads a handful of fields (`queue`, `at`, `jid`) and splices `enqueued_at` into the
 /// original bytes, so every other value reaches Redis byte for byte.
+///
+/// What it accepts is what both RFC 8259 and Sidekiq's parser accept: Sidekiq 6.4 reads each job
+/// with a plain `JSON.parse` (Ruby's json 2.6.1 on Debian 12), which refuses nesting deeper than
+/// 100 and gives unpaired `\uD800`-style surrogates meanings of its own, so the scan refuses
+/// both. json 2.6.1 also takes `/* */` and `//` comments, escapes such as `\'` or `\x`, and bytes
+/// that are not UTF-8; the scan refuses those on purpose, though Sidekiq would parse the job
+/// today: json 2.17 rejects such escapes, comments are deprecated (refused from json 3.0), and a
+/// string that is not UTF-8 makes Sidekiq's own `JSON.generate` raise when it retries the job.
+/// A refused payload is dead-lettered, where it can be fixed and retried; a pushed one that
+/// Sidekiq cannot read goes to its dead set unrun, or is lost when scheduled. The differential
+/// test `JSONDifferentialTests` holds the scan to Ruby's verdicts, keys and decoded strings.
 public struct JSONObjectScan: Sendable {
     /// The JSON type of a member's value.
     public enum Kind: Sendable, Equatable {

@@ -129,6 +129,42 @@ import Testing
         #expect(result.member("\u{212A}") == nil)  // KELVIN SIGN, canonically equivalent to "K"
     }
 
+    /// What json 2.6.1 parses beyond RFC 8259, refused on purpose (see `JSONObjectScan`).
+    @Test(arguments: [
+        ("{/* c */\"a\":1}", "expected a string key at byte 1"),
+        ("{\"a\":1 // c\n}", "expected ',' or '}' in an object at byte 7"),
+        ("{\"a\":1}/**/", "unexpected text after the JSON object at byte 7"),
+        ("{\"a\":\"\\'\"}", "invalid escape in a string at byte 8"),
+        ("{\"a\":\"\\é\"}", "invalid escape in a string at byte 8"),
+    ])
+    func refusesRubysLeniencies(text: String, message: String) {
+        #expect(throws: JSONScanError.self) { try scan(text) }
+        do {
+            _ = try scan(text)
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    /// What Ruby's JSON.parse refuses too (json 2.6.1 without allow_nan).
+    @Test(arguments: [
+        "\u{FEFF}{}", "{\u{0B}}", "{\u{0C}}", "{\u{A0}}", "{\"a\":NaN}", "{\"a\":-Infinity}", "{\"a\":+1}",
+        "{\"a\":.5}", "{\"a\":-01}", "{\"a\":[1,]}", "{\"a\":\"\\u12\"}", "{\"a\":1}\u{0}",
+    ])
+    func refusesWhatRubyRefuses(text: String) {
+        #expect(throws: JSONScanError.self) { try scan(text) }
+    }
+
+    /// Numbers at the limits parse in Ruby (1e400 to Infinity, 1E-400 to 0.0, big integers to
+    /// Integer), so the scan accepts them; the encoder's own checks decide what `at` may be.
+    @Test func acceptsNumbersAtTheLimits() throws {
+        let result = try scan(#"{"a":1e400,"b":1E-400,"c":-0,"d":123456789012345678901234567890}"#)
+        #expect(result.number(try #require(result.member("a"))) == .infinity)
+        #expect(result.number(try #require(result.member("b"))) == 0)
+        #expect(result.number(try #require(result.member("c")))?.sign == .minus)
+        #expect(result.number(try #require(result.member("d"))) == 1.2345678901234568e29)
+    }
+
     /// The parser reads through a buffer pointer: every prefix of a document that uses every
     /// construct must be refused cleanly, never read past its end.
     @Test func refusesEveryTruncationOfADocument() {
