@@ -194,6 +194,7 @@ import Testing
         let (_, text) = try Self.get(port, "/metrics")
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(getpid()).txt")
         try text.write(to: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: file) }
         let (lint, problems) = try OperationsTests.run(["sh", "-c", "promtool check metrics < \(file.path)"])
         #expect(lint == 0, "promtool: \(problems)")
         for line in [

@@ -13,7 +13,10 @@ import Testing
                 "--user", "relay", "on", ">relay-pw", "~*", "&*", "+@all",
             ],
             password: "s3cret-pw")
-        defer { redis.destroy() }
+        defer {
+            redis.destroy()
+            unlink(socket)
+        }
         let urls = [
             (URLCase(url: "redis://:s3cret-pw@127.0.0.1:\(redis.port)/3", database: 3)),
             (URLCase(url: "redis://relay:relay-pw@127.0.0.1:\(redis.port)/4", database: 4)),

@@ -6,12 +6,14 @@ import Testing
 /// TLS to PostgreSQL (libpq) and to Redis (OpenSSL under the relay's Redis client) against a
 /// throwaway CA, and passwords from every source, none of which may appear in the output.
 @Suite(.serialized) struct SecureConnectionTests {
-    static let certificates: String = {
-        let folder = "/tmp/outbox-relay-certs-\(getpid())"
+    /// A throwaway CA with server and client certificates, in a folder of its own that the
+    /// caller removes (it holds private keys).
+    static func certificates() -> String {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-relay-certs-\(getpid())-\(UUID().uuidString.prefix(8))").path
         let script = OperationsTests.repository.appendingPathComponent("scripts/test-certs.sh").path
         _ = try? OperationsTests.run([script, folder])
         return folder
-    }()
+    }
 
     /// A private outbox with `rows` jobs in key `s`, on `postgres`.
     static func outbox(_ postgres: PrivatePostgres, password: String? = nil, rows: Int = 20) throws -> PostgresConnection {
@@ -31,7 +33,8 @@ import Testing
     }
 
     @Test func relaysOverTLSToRedisAndRefusesAnUnverifiedServer() throws {
-        let certs = Self.certificates
+        let certs = Self.certificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
         let redis = try PrivateRedis(extraArguments: [
             "--port", "0", "--tls-port", "PORT", "--tls-cert-file", "\(certs)/server.crt", "--tls-key-file", "\(certs)/server.key",
             "--tls-ca-cert-file", "\(certs)/ca.crt", "--tls-auth-clients", "yes",
@@ -67,7 +70,8 @@ import Testing
     }
 
     @Test func relaysOverTLSToPostgreSQLWithVerifyFull() throws {
-        let certs = Self.certificates
+        let certs = Self.certificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
         let postgres = try PrivatePostgres(tlsFrom: certs)
         defer { postgres.destroy() }
         let database = try Self.outbox(postgres)
