@@ -59,7 +59,7 @@ test: test-deps deb
 # replayed with its trace: `make simulate SIM_SEED=42 SIM_DISABLE=3,7`.
 SEEDS ?= 10000
 simulate: test-deps
-	SIM_SEEDS=$(SEEDS) $(SWIFT) test -c release --filter 'SimulationTests.SimulationTests/seedsKeepTheDeliveryPromise'
+	SIM_SEEDS=$(SEEDS) $(SWIFT) test --filter 'SimulationTests.SimulationTests/seedsKeepTheDeliveryPromise'
 
 # Re-introduces each data-loss defect of issue 11 and checks that the simulation catches it.
 mutations: test-deps
