@@ -15,6 +15,10 @@ struct OutboxRelayCommand: AsyncParsableCommand {
 
     /// Parses the command line and runs it; a usage error prints one line and exits with 64.
     static func main() async {
+        if asksForRootHelp(Array(CommandLine.arguments.dropFirst())) {
+            print(rootHelp())
+            return
+        }
         do {
             var command = try parseAsRoot(Self.argumentsWithEnvironment())
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -47,7 +51,7 @@ extension OutboxRelayCommand {
     /// The command line, plus `OUTBOX_RELAY_*` variables for the relay's own flags when it runs
     /// (the other subcommands take their flags from the command line).
     static func argumentsWithEnvironment() -> [String] {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = EmptyFlagValues.separated(Array(CommandLine.arguments.dropFirst()))
         let others = ["migrate", "dead-letters", "status", "help"]
         if let first = arguments.first, others.contains(first) { return arguments }
         return EnvironmentArguments(flags: RunCommand.environmentFlags)
