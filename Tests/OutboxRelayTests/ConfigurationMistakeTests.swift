@@ -19,7 +19,7 @@ import Testing
         ])
         #expect(unknown.map(\.name) == ["OUTBOX_RELAY_BATCH_SZIE", "OUTBOX_RELAY_SPLITKEYS"])
         #expect(unknown.map(\.closestFlag) == ["batch-size", "split-keys"])
-        #expect(unknown.allSatisfy(\.isMisspelledFlag))
+        #expect(unknown.allSatisfy { $0.isMisspelledFlag })
         #expect(unknown[0].suggestion == "OUTBOX_RELAY_BATCH_SIZE (--batch-size)")
     }
 
