@@ -25,7 +25,7 @@ unit=outbox-relay@default.service
 db_secret="db-secret-$RANDOM$RANDOM"
 redis_secret="redis-secret-$RANDOM$RANDOM"
 
-root=$("$here/bookworm-root.sh")
+root=$("$here/bookworm-root.sh") || { echo "container: 0 passed, 1 failed: no Debian 12 root" >&2; exit 1; }
 work=$(mktemp -d /tmp/outbox-relay-container.XXXXXX)
 mkdir -p "$work/share"
 nspawn_pid=""
@@ -147,8 +147,9 @@ newer="$version+upgrade1"
 cp "$deb" "$work/share/old.deb"
 dpkg-deb -R "$deb" "$work/newer"
 sed -i "s/^Version: .*/Version: $newer/" "$work/newer/DEBIAN/control"
-dpkg-deb --root-owner-group -Zxz -b "$work/newer" "$work/share/new.deb" >/dev/null
+dpkg-deb --root-owner-group -Zgzip -z1 -b "$work/newer" "$work/share/new.deb" >/dev/null
 rm -rf "$work/newer"
+ok "Debian 12 root at $root; $version and $newer packages ready"
 
 # --- the servers: a database role and a Redis password, so that secrets can be looked for -------
 
@@ -262,7 +263,7 @@ ok "no SIGSYS under the shipped SystemCallFilter="
 # --- upgrade while rows flow ---------------------------------------------------------------------
 
 old_pid=$(show "$unit" MainPID)
-upgrade_rows=600
+upgrade_rows=500
 psql "$db_url" -XAtq -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN FOR i IN $next..$((next + upgrade_rows - 1)) LOOP
     INSERT INTO event_store_outbox (split_key, format, payload, created_at)
     VALUES ('mailers', 'sidekiq5', convert_to('{\"class\":\"J\",\"queue\":\"mailers\",\"args\":[' || i || ']}', 'UTF8'), now() AT TIME ZONE 'utc');
