@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus lintian debootstrap systemd-container
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus lintian debootstrap systemd-container util-linux procps
 
 ROWS ?= 100000
 REPEAT ?= 3
@@ -25,7 +25,7 @@ DEB = build/deb/outbox-relay_$(DEB_VERSION)_$(ARCH).deb
 SWIFT_SOURCES = $(shell find Sources -type f) Package.swift
 DEB_INPUTS = $(STATIC_BIN) deploy/outbox-relay@.service $(wildcard deploy/debian/*) $(wildcard config/*) README.md scripts/deb.sh
 
-.PHONY: all deps test-deps build release static install deb lintian container-test test demo bench clean
+.PHONY: all deps test-deps build release static install deb deb-up-to-date lintian container-test test demo bench clean
 
 all: build
 
@@ -65,6 +65,11 @@ deb: $(DEB)
 $(DEB): $(DEB_INPUTS)
 	scripts/deb.sh "$(DEB_VERSION)" build/deb
 
+# A second `make deb` right after the first must do nothing (it runs within `make test`).
+deb-up-to-date: $(DEB)
+	@! $(MAKE) --no-print-directory -n deb | grep -E 'swift build|deb\.sh' || { echo "make deb would rebuild although nothing changed" >&2; exit 1; }
+	@echo "make deb: $(DEB) is up to date"
+
 # Debian's own checks of the package: no error allowed.
 lintian: test-deps $(DEB)
 	scripts/lintian.sh $(DEB)
@@ -77,7 +82,7 @@ container-test: test-deps $(DEB)
 test: test-deps $(DEB)
 	$(SWIFT) build --build-tests
 	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" OUTBOX_RELAY_DEB="$(CURDIR)/$(DEB)" $(SWIFT) test --skip-build
-	$(MAKE) --no-print-directory lintian container-test
+	$(MAKE) --no-print-directory deb-up-to-date lintian container-test
 
 demo: build
 	scripts/with-servers.sh scripts/demo.sh "$(BIN_DIR)/outbox-relay"

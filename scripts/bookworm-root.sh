@@ -10,6 +10,10 @@ cache=${OUTBOX_RELAY_ROOT_CACHE:-/var/cache/outbox-relay}
 root="$cache/bookworm-root"
 packages=systemd,systemd-sysv,dbus,init-system-helpers,libpq5,libhiredis0.14,libsystemd0,libssl3,ca-certificates
 recipe=$(sha256sum "$here/bookworm-root.sh" | cut -d' ' -f1)
+mkdir -p "$cache"
+# One build at a time; a second caller waits and then finds the root ready.
+exec 9>"$cache/.lock"
+flock 9
 
 if [ -f "$root/.recipe" ] && [ "$(cat "$root/.recipe")" = "$recipe" ]; then
     echo "$root"
@@ -24,7 +28,6 @@ mirror() {
     echo "$uri"
 }
 
-mkdir -p "$cache"
 building="$cache/bookworm-root.building"
 rm -rf "$building"
 trap 'rm -rf "$building"' EXIT
