@@ -5,7 +5,7 @@
 #   - dpkg -i; /etc/outbox-relay/default.env written as the README says; `systemctl enable --now`
 #     with the database down returns at once and the unit is active with STATUS=waiting (READY=1
 #     at start), then relays the host's rows once PostgreSQL is up; no restart for 20 s;
-#   - restart after kill -9, restart by the watchdog after SIGSTOP (WatchdogSec=6 in a drop-in);
+#   - restart after kill -9, restart by the watchdog after SIGSTOP (WatchdogSec=10 in a drop-in);
 #   - `outbox-relay status` from an admin's shell, as the README shows it;
 #   - a misspelled OUTBOX_RELAY_* refused without restarts; OUTBOX_RELAY_SPLIT_KEYS= serves every key;
 #   - an upgrade to a newer .deb while rows flow: the instance restarts on the new binary, no row lost;
@@ -193,7 +193,7 @@ inside outbox-relay migrate --database-url "$db_url" >/dev/null || fail "outbox-
 inside install -m 600 /usr/share/doc/outbox-relay/examples/default.env /etc/outbox-relay/default.env
 inside sed -i -e "s|^DATABASE_URL=.*|DATABASE_URL=$db_url|" -e "s|^REDIS_URL=.*|REDIS_URL=$redis_url|" /etc/outbox-relay/default.env
 inside mkdir -p "/etc/systemd/system/$unit.d"
-inside sh -c "printf '[Service]\nWatchdogSec=6\n' >/etc/systemd/system/$unit.d/watchdog.conf"
+inside sh -c "printf '[Service]\nWatchdogSec=10\n' >/etc/systemd/system/$unit.d/watchdog.conf"
 
 # --- start while the database is down ------------------------------------------------------------
 
@@ -209,6 +209,12 @@ wait_for 10 "active (running), READY=1 seen, STATUS=waiting: … while the datab
 first_pid=$(show "$unit" MainPID)
 since=$(date +%s)
 wait_for 10 "the journal names the unreachable database" journal_has "$unit" "cannot connect to PostgreSQL"
+still_waiting() {
+    waiting && [ "$(show "$unit" NRestarts)" = 0 ] && [ "$(show "$unit" MainPID)" = "$first_pid" ] \
+        || fail "still active (running) and waiting, not restarted, while the database is down"
+    [ $(($(date +%s) - since)) -ge 10 ]
+}
+wait_for 20 "active (running), STATUS=waiting: …, no restart, with the database down for 10 s" still_waiting
 
 start_postgres
 next=1
