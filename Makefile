@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus lintian debootstrap systemd-container util-linux procps
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus liblua5.1-0-dev lintian debootstrap systemd-container util-linux procps
 
 ROWS ?= 100000
 REPEAT ?= 3
@@ -25,7 +25,7 @@ DEB = build/deb/outbox-relay_$(DEB_VERSION)_$(ARCH).deb
 SWIFT_SOURCES = $(shell find Sources -type f) Package.swift
 DEB_INPUTS = $(STATIC_BIN) deploy/outbox-relay@.service $(wildcard deploy/debian/*) $(wildcard config/*) README.md scripts/deb.sh
 
-.PHONY: all deps test-deps build release static install deb deb-up-to-date lintian container-test test demo bench clean
+.PHONY: all deps test-deps build release static install deb deb-up-to-date lintian container-test test demo bench simulate mutations clean
 
 all: build
 
@@ -83,6 +83,16 @@ test: test-deps $(DEB)
 	$(SWIFT) build --build-tests
 	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" OUTBOX_RELAY_DEB="$(CURDIR)/$(DEB)" $(SWIFT) test --skip-build
 	$(MAKE) --no-print-directory deb-up-to-date lintian container-test
+
+# The deterministic simulation alone, for long runs: `make simulate SEEDS=1000000`, or one seed
+# replayed with its trace: `make simulate SIM_SEED=42 SIM_DISABLE=3,7`.
+SEEDS ?= 10000
+simulate: test-deps
+	SIM_SEEDS=$(SEEDS) $(SWIFT) test -c release --filter 'SimulationTests.SimulationTests/seedsKeepTheDeliveryPromise'
+
+# Re-introduces each data-loss defect of issue 11 and checks that the simulation catches it.
+mutations: test-deps
+	scripts/mutations.sh $(SEEDS)
 
 demo: build
 	scripts/with-servers.sh scripts/demo.sh "$(BIN_DIR)/outbox-relay"

@@ -55,6 +55,13 @@ let package = Package(
         // `make bench`: throughput, latency and resources of the release build.
         .executableTarget(name: "outbox-relay-bench", dependencies: ["OutboxRelay", "OutboxRelayIO"]),
         .testTarget(name: "OutboxRelayTests", dependencies: ["OutboxRelay"]),
+        // The deterministic simulation of the delivery protocol: the real LeaseMachine and the
+        // relay's real Lua scripts (run by Lua 5.1, as in Redis) against models of both servers.
+        .systemLibrary(name: "CLua", path: "Tests/CLua", pkgConfig: "lua5.1", providers: [.apt(["liblua5.1-0-dev"])]),
+        .testTarget(
+            name: "SimulationTests", dependencies: ["OutboxRelay", "CLua"],
+            // Optimized even in debug builds: make test runs 10,000 seeds.
+            swiftSettings: [.unsafeFlags(["-O"])]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [

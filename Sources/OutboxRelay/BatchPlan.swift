@@ -39,7 +39,8 @@ public struct BatchPlan: Sendable, Equatable {
     ) {
         var rows = rows
         var queued: [QueuedJobs] = []
-        var queueIndex: [String: Int] = [:]
+        // Queue names are bytes: Swift's String equality would merge `café` in NFC and NFD.
+        var queueIndex: [[UInt8]: Int] = [:]
         var scheduled: [(score: String, json: [UInt8])] = []
         var pushedIDs: [Int64] = []
         var markIDs: [Int64] = []
@@ -61,10 +62,11 @@ public struct BatchPlan: Sendable, Equatable {
             pushedIDs.append(row.id)
             switch job.placement {
             case .immediate:
-                if let index = queueIndex[job.queue] {
+                let name = Array(job.queue.utf8)
+                if let index = queueIndex[name] {
                     queued[index].jobs.append(job.json)
                 } else {
-                    queueIndex[job.queue] = queued.count
+                    queueIndex[name] = queued.count
                     queued.append(QueuedJobs(queue: job.queue, jobs: [job.json]))
                 }
             case .scheduled(let score):
@@ -80,7 +82,7 @@ public struct BatchPlan: Sendable, Equatable {
     }
 
     public static func == (lhs: BatchPlan, rhs: BatchPlan) -> Bool {
-        lhs.queued == rhs.queued && lhs.scheduled.elementsEqual(rhs.scheduled, by: { $0.score == $1.score && $0.json == $1.json })
+        lhs.queued.elementsEqual(rhs.queued, by: { $0.queue.utf8.elementsEqual($1.queue.utf8) && $0.jobs == $1.jobs }) && lhs.scheduled.elementsEqual(rhs.scheduled, by: { $0.score == $1.score && $0.json == $1.json })
             && lhs.pushedIDs == rhs.pushedIDs && lhs.markIDs == rhs.markIDs && lhs.scheduledIDs == rhs.scheduledIDs
             && lhs.rejections == rhs.rejections
     }

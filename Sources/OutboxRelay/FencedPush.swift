@@ -1,72 +1,128 @@
 /// The relay's Redis side of a lease, as Lua scripts that each run atomically in Redis.
 ///
-/// Every lease acquisition in PostgreSQL yields a fencing token that only grows (the transaction
-/// id of the statement that took the lock). For each lease key Redis keeps two small keys:
-/// - `outbox-relay:fence:<lease>`: the newest token seen;
-/// - `outbox-relay:pushed:<lease>`: `<token>:<ids>`, the rows pushed under that lease that may not
-///   be marked in PostgreSQL yet (``PushLedger``: at most the batch being pushed, the one whose
-///   mark is in flight, and what an earlier holder left).
+/// Every lease acquisition in PostgreSQL yields a fencing token that only grows: the fence
+/// `<epoch>:<xid>`, where `xid` is the id of the transaction that took the lock and `epoch` starts
+/// at 0 and moves forward only when a holder proves the fence ahead of PostgreSQL's transaction
+/// ids (a restore or a promotion rewound them). For each lease Redis keeps two small keys:
+/// - `outbox-relay:fence:<cluster>:<database>:<lease>`: the newest fence;
+/// - `outbox-relay:pushed:<cluster>:<database>:<lease>`: `<fence>:<ids>`, the rows pushed under
+///   that lease that may not be marked in PostgreSQL yet (``PushLedger``).
 /// Both expire after ``recordSeconds`` of disuse, and carry the redis-namespace prefix if set.
 ///
 /// - ``claim`` runs first under a new lease: it refuses a token older than one already seen, else
 ///   records the token, so any push still in flight from an earlier holder is refused from then
 ///   on, and returns the ids the earlier holder pushed; those rows are marked, not pushed again.
-/// - ``push`` refuses to run unless the fence still holds its own token, then records the unmarked
-///   ids and pushes the batch's jobs (SADD, LPUSH per queue, ZADD), all or nothing.
+/// - ``push`` refuses to run unless the fence still holds its own token, checks every key it
+///   writes, pushes the batch's jobs (LPUSH per queue, SADD, ZADD) and only then records the ids
+///   as pushed: all or nothing, whatever Redis would refuse.
 /// - ``release`` leaves only the ids still unmarked (usually none) before the lease is given up.
 public enum FencedPush {
     public static let recordSeconds = 7 * 24 * 3600
 
-    static let greater = """
-        local function newer(a, b) return #a > #b or (#a == #b and a > b) end
+    /// Lua helpers shared by the scripts. A fence is `<epoch>:<xid>` (a bare `<xid>`, as written
+    /// by releases before epochs existed, is epoch 0); decimals compare as numbers by length first.
+    static let helpers = """
+        local function greater(a, b) return #a > #b or (#a == #b and a > b) end
+        local function parse(fence)
+          local e, x = string.match(fence, '^(%d+):(%d+)$')
+          if e then return e, x end
+          return '0', fence
+        end
+        local function kind(key) return redis.call('TYPE', key)['ok'] end
         """
 
-    /// KEYS: fence, record. ARGV: token, ttl. Returns `{1, record}` or `{0, newer token}`.
-    public static let claimScript = greater + """
+    /// KEYS: fence, record. ARGV: xid, ttl, rewound (the exact fence this holder found to be ahead
+    /// of PostgreSQL's transaction ids, or ''). Returns `{1, record, fence}` or `{0, newer fence}`,
+    /// or `{-1, key, type, wanted}` when a key has the wrong type (nothing written).
+    ///
+    /// A fence equal to `rewound` starts the next epoch, so tokens keep growing after a restore or a
+    /// promotion rewound the cluster's transaction ids; any other fence compares as usual, so two
+    /// holders racing to start the epoch cannot both win. A new epoch forgets the record: its ids
+    /// belong to a history the database lost, and may since name other rows.
+    public static let claimScript = helpers + """
 
+        for i = 1, 2 do
+          local t = kind(KEYS[i])
+          if t ~= 'none' and t ~= 'string' then return {-1, KEYS[i], t, 'string'} end
+        end
         local seen = redis.call('GET', KEYS[1])
-        if seen and newer(seen, ARGV[1]) then return {0, seen} end
-        redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+        local epoch = '0'
+        if seen then
+          local e, x = parse(seen)
+          epoch = e
+          if ARGV[3] ~= '' and seen == ARGV[3] then
+            epoch = tostring(tonumber(e) + 1)
+            -- The record names rows of a history the database no longer has: their ids may now
+            -- be other rows. Forget it (those rows, if still there, are pushed once more).
+            redis.call('DEL', KEYS[2])
+          elseif greater(x, ARGV[1]) then
+            return {0, seen}
+          end
+        end
+        local fence = epoch .. ':' .. ARGV[1]
+        redis.call('SET', KEYS[1], fence, 'EX', ARGV[2])
         local record = redis.call('GET', KEYS[2]) or ''
-        return {1, record}
+        return {1, record, fence}
         """
 
     /// KEYS: fence, record, queues set, schedule, then one list per queue.
-    /// ARGV: token, ttl, ids, queue count, per queue (name, job count, jobs…), schedule pair
-    /// count, then (score, json) pairs. Returns the number of jobs pushed, or an error when fenced.
-    public static let pushScript = """
+    /// ARGV: fence, ttl, ids, queue count, per queue (name, job count, jobs…), schedule pair
+    /// count, then (score, json) pairs. Returns the number of jobs pushed, an error when fenced, or
+    /// `{-1, key, type, wanted}` when Redis would refuse a write (nothing written).
+    ///
+    /// All or nothing: a Lua script that fails half-way keeps its earlier writes, so every key is
+    /// checked before the first write, every `unpack` is bounded, and the record that claims the
+    /// ids as pushed is written last, once their jobs are in Redis.
+    public static let pushScript = helpers + """
+
         local seen = redis.call('GET', KEYS[1])
         if seen ~= ARGV[1] then return redis.error_reply('FENCED lease taken over by token ' .. tostring(seen)) end
-        redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2])
-        redis.call('EXPIRE', KEYS[1], ARGV[2])
-        local function chunked(command, key, first, last, step)
+        local queues = tonumber(ARGV[4])
+        local at = 5
+        for q = 1, queues do at = at + 2 + tonumber(ARGV[at + 1]) end
+        local scheduled = tonumber(ARGV[at])
+        local function expect(key, wanted)
+          local t = kind(key)
+          if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
+        end
+        local wrong = expect(KEYS[2], 'string')
+        if not wrong and queues > 0 then wrong = expect(KEYS[3], 'set') end
+        if not wrong and scheduled > 0 then wrong = expect(KEYS[4], 'zset') end
+        for q = 1, queues do
+          if wrong then break end
+          wrong = expect(KEYS[4 + q], 'list')
+        end
+        if wrong then return wrong end
+        for i = at + 1, at + 2 * scheduled, 2 do
+          local score = tonumber(ARGV[i])
+          if not score or score ~= score or score == math.huge or score == -math.huge then
+            return {-1, KEYS[4], 'score ' .. ARGV[i], 'a finite number'}
+          end
+        end
+        local function chunked(command, key, list, first, last, step)
           local i = first
           while i <= last do
             local j = math.min(last, i + 999 * step + step - 1)
-            redis.call(command, key, unpack(ARGV, i, j))
+            redis.call(command, key, unpack(list, i, j))
             i = j + 1
           end
         end
-        local at = 5
-        local queues = tonumber(ARGV[4])
-        local pushed = 0
-        if queues > 0 then
-          local names = {}
-          for q = 1, queues do
-            names[q] = ARGV[at]
-            local count = tonumber(ARGV[at + 1])
-            chunked('LPUSH', KEYS[4 + q], at + 2, at + 1 + count, 1)
-            pushed = pushed + count
-            at = at + 2 + count
-          end
-          redis.call('SADD', KEYS[3], unpack(names))
+        local names = {}
+        local i = 5
+        for q = 1, queues do
+          names[q] = ARGV[i]
+          local count = tonumber(ARGV[i + 1])
+          chunked('LPUSH', KEYS[4 + q], ARGV, i + 2, i + 1 + count, 1)
+          i = i + 2 + count
         end
-        local scheduled = tonumber(ARGV[at])
-        if scheduled > 0 then chunked('ZADD', KEYS[4], at + 1, at + 2 * scheduled, 2) end
-        return pushed + scheduled
+        chunked('SADD', KEYS[3], names, 1, queues, 1)
+        chunked('ZADD', KEYS[4], ARGV, at + 1, at + 2 * scheduled, 2)
+        redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2])
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        return (i - 5 - 2 * queues) + scheduled
         """
 
-    /// KEYS: fence, record. ARGV: token, ttl, ids. If the fence still holds the token, the record
+    /// KEYS: fence, record. ARGV: fence, ttl, ids. If the fence still holds the token, the record
     /// keeps only `ids`, or goes when there are none.
     public static let releaseScript = """
         if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -76,10 +132,18 @@ public enum FencedPush {
         return 1
         """
 
+    /// The scope of a lease's fence and record: `<system identifier>:<database oid>`, since
+    /// advisory locks are per database, so two databases of one cluster sharing a Redis database
+    /// never fence each other.
+    public static func scope(system: String, database: String) -> String {
+        "\(system):\(database)"
+    }
+
     public struct Keys: Sendable, Equatable {
         public let fence: String
         public let record: String
 
+        /// `cluster`: the lease's ``FencedPush/scope(system:database:)``.
         public init(lease: LeaseKey, cluster: String, namespace: String?) {
             let prefix = namespace.map { "\($0):" } ?? ""
             fence = "\(prefix)outbox-relay:fence:\(cluster):\(lease.value)"
@@ -87,26 +151,80 @@ public enum FencedPush {
         }
     }
 
-    public static func claim(sha: String, keys: Keys, token: Int64) -> RedisCommand {
-        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, String(token), String(recordSeconds))
+    /// Claims the fence with the lease's transaction id `xid`; `rewound` is the fence that this
+    /// holder found ahead of PostgreSQL's next transaction id (see ``claimScript``).
+    public static func claim(sha: String, keys: Keys, xid: Int64, rewound: String? = nil) -> RedisCommand {
+        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, String(xid), String(recordSeconds), rewound ?? "")
+    }
+
+    /// Why a script's answer cannot be taken as a claim or a push.
+    public enum Refusal: Error, Sendable, Equatable {
+        /// A newer holder's token fenced this one off (the push script's `FENCED` error).
+        case fenced(String)
+        /// A key the script would write has the wrong type; nothing was written.
+        case wrongType(String)
+        /// Any other error reply, or a reply of the wrong shape.
+        case failed(String)
+    }
+
+    /// The claim script's answer (see ``claimScript``).
+    public static func claimAnswer(_ reply: RedisReply) throws(Refusal) -> LeaseMachine.Claim {
+        guard case .array(let parts) = reply, parts.count >= 2 else { throw failure(reply, "claim") }
+        if let refusal = refusal(parts) { throw .wrongType(refusal) }
+        if parts[0] == .integer(1), parts.count == 3, let fence = parts[2].text {
+            return .granted(fence: fence, alreadyPushed: pushedIDs(inRecord: parts[1].text ?? ""))
+        }
+        return .fenced(newerToken: parts[1].text ?? "?")
+    }
+
+    /// The push script's answer (see ``pushScript``): a key of the wrong type is a refusal of the
+    /// batch, not an error of the lease.
+    public static func pushAnswer(_ reply: RedisReply) throws(Refusal) -> LeaseMachine.Push {
+        if case .array(let parts) = reply, let refusal = refusal(parts) { return .refused(refusal) }
+        guard case .integer = reply else { throw failure(reply, "push") }
+        return .pushed
+    }
+
+    private static func failure(_ reply: RedisReply, _ script: String) -> Refusal {
+        if case .error(let message) = reply {
+            return message.hasPrefix("FENCED") ? .fenced(message) : .failed("Redis refused the relay's \(script) script: \(message)")
+        }
+        return .failed("unexpected reply from Redis to the \(script) script: \(reply)")
+    }
+
+    /// `{-1, key, type, wanted}`: a script found a key it would write holding the wrong type.
+    static func refusal(_ parts: [RedisReply]) -> String? {
+        guard parts.count == 4, parts[0] == .integer(-1) else { return nil }
+        let key = parts[1].text ?? "?"
+        let found = parts[2].text ?? "?"
+        let wanted = parts[3].text ?? "?"
+        if found.hasPrefix("score ") {
+            return "the schedule key '\(key)' cannot take the \(found): not \(wanted)"
+        }
+        return "Redis key '\(key)' holds a \(found), not a \(wanted) (WRONGTYPE); fix or delete that key"
+    }
+
+    /// The transaction id in a fence `<epoch>:<xid>` (or a bare `<xid>`).
+    public static func xid(inFence fence: String) -> Int64? {
+        Int64(fence.split(separator: ":").last ?? "")
     }
 
     /// The ids pushed under an earlier lease and perhaps not marked, from the record `claim`
     /// returned (`<token>:<id>,<id>,…`); empty when there is none.
     public static func pushedIDs(inRecord record: String) -> Set<Int64> {
-        guard let colon = record.firstIndex(of: ":") else { return [] }
+        guard let colon = record.lastIndex(of: ":") else { return [] }
         return Set(record[record.index(after: colon)...].split(separator: ",").compactMap { Int64($0) })
     }
 
     /// `record`: the ids to record as pushed and perhaps unmarked (``PushLedger/record(pushing:)``).
     public static func push(
-        sha: String, keys: Keys, sidekiq: SidekiqKeys, token: Int64, plan: BatchPlan, record: [Int64]
+        sha: String, keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: [Int64]
     ) -> RedisCommand {
         var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
         keyList += plan.queued.map { sidekiq.queue($0.queue) }
         var arguments: [[UInt8]] = ["EVALSHA", sha, String(keyList.count)].map { Array($0.utf8) }
         arguments += keyList.map { Array($0.utf8) }
-        arguments.append(Array(String(token).utf8))
+        arguments.append(Array(fence.utf8))
         arguments.append(Array(String(recordSeconds).utf8))
         arguments.append(decimalList(record))
         arguments.append(Array(String(plan.queued.count).utf8))
@@ -123,8 +241,8 @@ public enum FencedPush {
         return RedisCommand(arguments)
     }
 
-    public static func release(sha: String, keys: Keys, token: Int64, remaining: [Int64]) -> RedisCommand {
-        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, String(token), String(recordSeconds), idList(remaining))
+    public static func release(sha: String, keys: Keys, fence: String, remaining: [Int64]) -> RedisCommand {
+        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, fence, String(recordSeconds), idList(remaining))
     }
 
     static func idList(_ ids: [Int64]) -> String {

@@ -35,8 +35,16 @@ public struct OutboxQueries: Sendable {
 
     public var resolveTable: SQLStatement { resolve(table) }
 
-    /// The cluster's system identifier, which scopes the fencing tokens (see ``FencedPush``).
-    public static let clusterIdentity = SQLStatement("SELECT system_identifier::text FROM pg_control_system()")
+    /// What scopes the fencing tokens and records (see ``FencedPush/scope(system:database:)``)
+    /// exactly as PostgreSQL scopes an advisory lock: the cluster's system identifier and the
+    /// database's oid.
+    public static let clusterIdentity = SQLStatement(
+        "SELECT system_identifier::text, (SELECT oid FROM pg_database WHERE datname = current_database())::text FROM pg_control_system()")
+
+    /// The next transaction id the cluster will assign. A fence whose xid is not below it was never
+    /// assigned by this cluster's history: it was restored from a backup, or a standby that was
+    /// behind was promoted.
+    public static let nextTransactionID = SQLStatement("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::int8")
 
     /// Whether the pending-rows index exists (one row, `t` or `f`).
     public var hasPendingIndex: SQLStatement {
@@ -122,8 +130,13 @@ public struct OutboxQueries: Sendable {
     /// A `timestamp` or `timestamptz` in PostgreSQL's binary format (microseconds since
     /// 2000-01-01 00:00 UTC) as microseconds since the Unix epoch. A `timestamp` without a time
     /// zone is read as UTC, as Rails writes it.
-    public static func epochMicros(postgresMicros: Int64) -> Int64 {
-        postgresMicros + 946_684_800_000_000
+    /// `infinity`, `-infinity` (stored as the largest and smallest `int8`) and the years near
+    /// PostgreSQL's limit, which do not fit, are refused with the reason.
+    public static func epochMicros(postgresMicros: Int64) -> Result<Int64, RejectedPayload> {
+        if postgresMicros == .max { return .failure(RejectedPayload("created_at is infinity")) }
+        if postgresMicros == .min { return .failure(RejectedPayload("created_at is -infinity")) }
+        let (micros, overflow) = postgresMicros.addingReportingOverflow(946_684_800_000_000)
+        return overflow ? .failure(RejectedPayload("created_at is out of range")) : .success(micros)
     }
 
     /// Which of `keys` have pending rows, in one indexed query (so an idle relay with configured
@@ -216,7 +229,8 @@ public struct OutboxQueries: Sendable {
 
     /// Per split key with pending rows: key, count, age in seconds of the oldest pending row.
     public var pendingSummary: SQLStatement {
-        let age = "extract(epoch FROM \(Self.utcNow) - min(created_at))::float8"
+        // An infinite created_at would make the subtraction fail; such rows are dead-lettered.
+        let age = "extract(epoch FROM \(Self.utcNow) - min(created_at) FILTER (WHERE isfinite(created_at)))::float8"
         switch layout {
         case .res:
             return SQLStatement(
@@ -283,16 +297,36 @@ public struct OutboxQueries: Sendable {
     // MARK: schema
 
     /// The DDL for `migrate --notify`: a statement-level trigger that, for every INSERT into the
-    /// outbox, sends `NOTIFY <channel>` with the split keys written (comma-separated), so a relay
-    /// waiting for work wakes at once. The channel must be a plain identifier.
+    /// outbox, sends `NOTIFY <channel>` so a relay waiting for work wakes at once. The payload is
+    /// only informative (relays read the table, not the payload): the split keys written,
+    /// comma-separated, or empty when they would not fit NOTIFY's 8,000-byte limit. The trigger
+    /// runs inside the application's INSERT, so nothing in it may fail that transaction: any error
+    /// sends an empty payload instead, or no notification at all (relays then poll). `CREATE OR
+    /// REPLACE` lets `migrate --notify` run again to update an installed trigger. The channel must
+    /// be a plain identifier.
     public func notifyStatements(channel: String) -> [String] {
         let function = table.sibling(named: String((table.name + "_notify").utf8.prefix(63))!)
-        let keys = layout == .res ? "string_agg(DISTINCT coalesce(split_key, ''), ',')" : "''"
+        let keys = layout == .res
+            ? "SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') INTO written_keys FROM outbox_new_rows;"
+            : "written_keys := '';"
         return [
             """
-            CREATE OR REPLACE FUNCTION \(function.quoted)() RETURNS trigger LANGUAGE plpgsql AS $outbox$ \
-            BEGIN PERFORM pg_notify('\(channel)', left(coalesce((SELECT \(keys) FROM outbox_new_rows), ''), 7000)); \
-            RETURN NULL; END $outbox$
+            CREATE OR REPLACE FUNCTION \(function.quoted)() RETURNS trigger LANGUAGE plpgsql AS $outbox$
+            DECLARE written_keys text;
+            BEGIN
+              BEGIN
+                \(keys)
+                IF octet_length(written_keys) >= 8000 THEN written_keys := ''; END IF;
+                PERFORM pg_notify('\(channel)', coalesce(written_keys, ''));
+              EXCEPTION WHEN OTHERS THEN
+                BEGIN
+                  PERFORM pg_notify('\(channel)', '');
+                EXCEPTION WHEN OTHERS THEN
+                  RAISE WARNING 'outbox-relay: no NOTIFY sent (%); relays will find the rows by polling', SQLERRM;
+                END;
+              END;
+              RETURN NULL;
+            END $outbox$
             """,
             "DROP TRIGGER IF EXISTS \(function.quotedName) ON \(table.quoted)",
             """

@@ -114,14 +114,17 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         return (host, port)
     }
 
-    /// The URL with any password replaced by `***`, safe to print.
+    /// The URL with any password replaced by `***`, safe to print whether or not it parses: the
+    /// user info is everything up to the last `@` after `://` (a password may hold `/`, `?` or
+    /// `@`), every `password=` value goes, and so does any other piece of a password that
+    /// ``ConnectionSecrets`` finds.
     public static func redact(_ url: String) -> String {
-        guard let schemeEnd = url.range(of: "://") else { return url.contains("@") ? "***" : url }
         var result = url
-        let afterScheme = result[schemeEnd.upperBound...]
-        let authorityEnd = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-        let authority = result[schemeEnd.upperBound..<authorityEnd]
-        if let at = authority.lastIndex(of: "@") {
+        for secret in ConnectionSecrets.candidates(in: url) {
+            result = result.replacingOccurrences(of: secret, with: "***")
+        }
+        guard let schemeEnd = result.range(of: "://") else { return url.contains("@") ? "***" : result }
+        if let at = result[schemeEnd.upperBound...].lastIndex(of: "@") {
             let userInfo = result[schemeEnd.upperBound..<at]
             if let colon = userInfo.firstIndex(of: ":") {
                 result.replaceSubrange(result.index(after: colon)..<at, with: "***")
@@ -129,8 +132,12 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
                 result.replaceSubrange(schemeEnd.upperBound..<at, with: "***")
             }
         }
-        if let range = result.range(of: "password=") {
+        var searchFrom = 0
+        while let range = result.range(
+            of: "password=", options: .caseInsensitive, range: result.index(result.startIndex, offsetBy: searchFrom)..<result.endIndex)
+        {
             let end = result[range.upperBound...].firstIndex(of: "&") ?? result.endIndex
+            searchFrom = result.distance(from: result.startIndex, to: range.upperBound) + 3
             result.replaceSubrange(range.upperBound..<end, with: "***")
         }
         return result

@@ -14,6 +14,7 @@ public struct SidekiqJobEncoder: Sendable {
     /// Encodes `row`; `nowMicros` decides whether an `at` is still in the future, and `makeJID`
     /// supplies a jid (24 hex characters) when the payload has none.
     public func encode(_ row: OutboxRow, nowMicros: Int64, makeJID: () -> String) throws(RejectedPayload) -> SidekiqJob {
+        if let problem = row.problem { throw RejectedPayload(problem) }
         guard row.payload.count <= maximumPayloadBytes else {
             throw RejectedPayload(
                 "payload is \(row.payload.count) bytes, more than --max-payload-bytes \(maximumPayloadBytes)")

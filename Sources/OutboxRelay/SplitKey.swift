@@ -15,4 +15,24 @@ public enum SplitKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { value ?? "(null)" }
+
+    /// Keys are bytes, as PostgreSQL compares them: `café` in NFC and in NFD are two keys (Swift's
+    /// `String` equality would make them one).
+    public static func == (lhs: SplitKey, rhs: SplitKey) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.named(let a), .named(let b)): return a.utf8.elementsEqual(b.utf8)
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .null: hasher.combine(0 as UInt8)
+        case .named(let name):
+            hasher.combine(1 as UInt8)
+            hasher.combine(name.utf8.count)
+            for byte in name.utf8 { hasher.combine(byte) }
+        }
+    }
 }

@@ -4,13 +4,6 @@ import OutboxRelayIO
 /// A Redis connection with the relay's scripts (``FencedPush``) loaded, speaking in leases:
 /// claim a lease's fence, push a batch under it, release it.
 final class FencedRedis {
-    enum Claim: Equatable {
-        /// The fence is ours; these rows were pushed under an earlier lease and may be unmarked.
-        case granted(alreadyPushed: Set<Int64>)
-        /// A newer token has been seen: another instance holds the lease now.
-        case fenced(newerToken: String)
-    }
-
     let connection: RedisConnection
     private let claimSHA: String
     private let pushSHA: String
@@ -29,21 +22,19 @@ final class FencedRedis {
 
     var isBroken: Bool { connection.isBroken }
 
-    func claim(_ keys: FencedPush.Keys, token: Int64) throws -> Claim {
-        let reply = try call(FencedPush.claim(sha: claimSHA, keys: keys, token: token))
-        guard case .array(let parts) = reply, parts.count == 2 else { throw RelayProblem.unexpectedReply("claim", reply) }
-        if parts[0] == .integer(1) {
-            return .granted(alreadyPushed: FencedPush.pushedIDs(inRecord: parts[1].text ?? ""))
-        }
-        return .fenced(newerToken: parts[1].text ?? "?")
+    /// Claims the fence for the lease taken by transaction `xid`; `rewound`: the fence this holder
+    /// proved ahead of PostgreSQL's transaction ids, to start the next epoch from.
+    func claim(_ keys: FencedPush.Keys, xid: Int64, rewound: String? = nil) throws -> LeaseMachine.Claim {
+        let reply = try connection.send([FencedPush.claim(sha: claimSHA, keys: keys, xid: xid, rewound: rewound)])[0]
+        return try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(reply) }
     }
 
-    /// Pushes the plan's jobs under `token`, recording `record` as pushed (by default the plan's
+    /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
     /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
-    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, token: Int64, record: [Int64]? = nil) throws {
-        let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, token: token, plan: plan, record: record ?? plan.pushedIDs)
-        let reply = try call(command)
-        guard case .integer = reply else { throw RelayProblem.unexpectedReply("push", reply) }
+    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: [Int64]? = nil) throws -> LeaseMachine.Push {
+        let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedIDs)
+        let reply = try connection.send([command])[0]
+        return try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) }
     }
 
     /// Checks that Redis still answers (an idle relay would otherwise not notice until a push).
@@ -52,16 +43,27 @@ final class FencedRedis {
     }
 
     /// Ends the lease in Redis, leaving in the record only `remaining`, the rows still unmarked.
-    func release(_ keys: FencedPush.Keys, token: Int64, remaining: [Int64] = []) throws {
-        _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, token: token, remaining: remaining))
+    func release(_ keys: FencedPush.Keys, fence: String, remaining: [Int64] = []) throws {
+        _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, fence: fence, remaining: remaining))
     }
 
     private func call(_ command: RedisCommand) throws -> RedisReply {
         let reply = try connection.send([command])[0]
-        if case .error(let message) = reply {
-            if message.hasPrefix("FENCED") { throw RelayProblem.fenced(message) }
-            throw RedisError(.commandFailed, "Redis refused the relay's script: \(message)")
-        }
+        if case .error = reply { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) } }
         return reply
+    }
+
+    /// Runs `body`, turning a refusal into the error the relay's loop acts on: a fenced lease, a
+    /// Redis key of the wrong type, or a Redis failure (which drops the connection).
+    private func answer<T>(_ body: () throws(FencedPush.Refusal) -> T) throws -> T {
+        do {
+            return try body()
+        } catch .fenced(let message) {
+            throw RelayProblem.fenced(message)
+        } catch .wrongType(let reason) {
+            throw RelayProblem.redisRefused(reason)
+        } catch .failed(let message) {
+            throw RedisError(.commandFailed, message)
+        }
     }
 }

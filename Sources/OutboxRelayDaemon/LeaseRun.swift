@@ -3,80 +3,201 @@ import Metrics
 import OutboxRelay
 import OutboxRelayIO
 
-/// One lease on one split key: take it in PostgreSQL (with its fencing token), claim its fence in
-/// Redis, relay batches (``LeasePipeline``) until the key is drained or the tempo
-/// says to let others have it, then release it in Redis and in PostgreSQL.
+/// Drives one lease on one split key: carries out the actions of a ``LeaseMachine`` against
+/// PostgreSQL and Redis and feeds their answers back. The machine decides; this only performs.
+///
+/// Statements go down the PostgreSQL connection's pipeline in groups, each its own transaction, so
+/// that neither server waits for the other: while Redis takes batch k, PostgreSQL marks batch k-1
+/// and fetches batch k+1.
 struct LeaseRun {
     let configuration: RelayConfiguration
     let postgres: PostgresConnection
     let redis: FencedRedis
     /// The outbox table as PostgreSQL resolves it, `schema.table`, part of every lease key.
     let resolvedTable: String
-    /// The PostgreSQL cluster's system identifier, which scopes the fencing tokens.
+    /// `<system identifier>:<database oid>`, which scopes the fencing tokens as the locks are.
     let cluster: String
     let logger: Logger
     let stop: StopSignal
     let nowMicros: () -> Int64
     let makeJID: () -> String
 
-    /// What one lease did: rows fetched (relayed or rejected) and jobs relayed.
-    struct Outcome {
-        let handled: Int
-        let relayed: Int
-    }
+    typealias Outcome = LeaseMachine.Outcome
 
     /// Relays `key`'s pending rows under a lease (nothing when the key is leased elsewhere).
     func run(_ key: SplitKey, skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> Outcome {
         let queries = configuration.queries
         let lease = LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: key)
-        let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
-        let token = try postgres.query(queries.tryLease(lease)).int64(0, 0)
-        Counter(
-            label: RelayMetrics.leases,
-            dimensions: [("split_key", RelayMetrics.label(key)), ("result", token == nil ? "held_elsewhere" : "acquired")]
-        ).increment()
-        guard let token else {
-            logger.debug("split key leased by another instance", metadata: metadata)
-            return Outcome(handled: 0, relayed: 0)
-        }
         let fence = FencedPush.Keys(lease: lease, cluster: cluster, namespace: configuration.keys.namespace)
+        let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
+        // Statements sent while a pipeline is in flight must be prepared before. The dead-letter
+        // table may be missing: bad rows are then skipped, and the next lease tries again.
+        for statement in [statement(.fetch(limit: 1, after: nil), key: key, skipped: skipped), queries.markEnqueued([])] {
+            try postgres.prepareAhead(statement)
+        }
+        var machine = LeaseMachine(
+            tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]),
+            deadLetterProblem: try deadLetterProblem())
+        var locked = false
         defer {
-            // After a failure with a pipeline in flight, its results come first.
-            while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
-            if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
+            if locked {
+                // After a failure with a pipeline in flight, its results come first.
+                while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
+                if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
+            }
         }
-        let alreadyPushed: Set<Int64>
-        switch try redis.claim(fence, token: token) {
-        case .granted(let ids):
-            alreadyPushed = ids
-        case .fenced(let newer):
-            // Our token is older than one Redis has seen: the lease we just got is stale news.
-            throw RelayProblem.fenced("token \(token) is older than \(newer)")
-        }
-        if !alreadyPushed.isEmpty {
-            logger.info(
-                "an earlier holder pushed rows it did not mark; marking them without pushing again",
-                metadata: metadata.merging(["outbox.jobs": "\(alreadyPushed.count)"]) { $1 })
-        }
-
         let started = nowMicros()
-        var pipeline = LeasePipeline(
-            lease: self, held: LeasePipeline.Held(key: key, fence: fence, token: token, alreadyPushed: alreadyPushed),
-            tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]))
-        try pipeline.run(skipped: &skipped)
-        // Pushed rows are marked now, so Redis may forget them, except those of an earlier holder
-        // this lease did not reach. On any failure above this is skipped, so the next holder
-        // learns which rows are in Redis but perhaps not marked.
-        try redis.release(fence, token: token, remaining: pipeline.ledger.remaining)
-        tempos[key] = pipeline.tempo.leftBacklog ? pipeline.tempo.limit : nil
-        if pipeline.relayed > 0 {
+        var batchStarted = started
+        var action = machine.start()
+        while true {
+            if stop.isStopRequested { machine.requestStop() }
+            do {
+                switch action {
+                case .tryLease:
+                    let xid = try postgres.query(queries.tryLease(lease)).int64(0, 0)
+                    locked = xid != nil
+                    RelayMetrics.leaseAttempt(key, acquired: locked)
+                    if !locked { logger.debug("split key leased by another instance", metadata: metadata) }
+                    action = machine.leaseAnswered(xid: xid)
+                case .claim(let xid, let rewound):
+                    action = machine.claimAnswered(try redis.claim(fence, xid: xid, rewound: rewound))
+                case .askNextTransactionID:
+                    guard let next = try postgres.query(OutboxQueries.nextTransactionID).int64(0, 0) else {
+                        throw RelayProblem.unexpectedReply("next transaction id", "NULL")
+                    }
+                    action = machine.nextTransactionID(next)
+                case .send(let statements):
+                    try postgres.send(statements.map { statement($0, key: key, skipped: skipped) }, binary: true)
+                    action = machine.sent()
+                case .receive(.fetch(let limit, _)):
+                    let rows = try postgres.receiveNext(decoding: Self.fetchedRow)
+                    action = machine.fetched(fetched(rows, limit: limit, alreadyPushed: machine.alreadyPushed))
+                case .receive(.mark(let ids, _)):
+                    _ = try postgres.receiveNext()
+                    RelayMetrics.relayed(key, count: ids.count)
+                    let now = nowMicros()
+                    RelayMetrics.batchDuration(micros: now - batchStarted)
+                    batchStarted = now
+                    logger.debug("batch relayed", metadata: metadata.merging(["outbox.jobs": "\(ids.count)"]) { $1 })
+                    action = machine.marked()
+                case .receive(.deadLetter(let rejections)):
+                    action = machine.deadLettered(try deadLettered(rejections, key: key))
+                case .push(let plan, let token, let record):
+                    action = machine.pushAnswered(try redis.push(plan, keys: fence, sidekiq: configuration.keys, fence: token, record: record))
+                case .skip(let rejections, let reason):
+                    for rejection in rejections where skipped.insert(rejection.id, key: key) {
+                        logger.error(
+                            "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(reason)",
+                            metadata: metadata.merging(["outbox.row_id": "\(rejection.id)"]) { $1 })
+                    }
+                    action = machine.skipped()
+                case .releaseRedis(let token, let remaining):
+                    // Pushed rows are marked now, so Redis may forget them, except those of an
+                    // earlier holder this lease did not reach.
+                    try redis.release(fence, fence: token, remaining: remaining)
+                    action = machine.redisReleased()
+                case .releaseLease:
+                    _ = try postgres.query(queries.releaseLease(lease))
+                    locked = false
+                    action = machine.leaseReleased()
+                case .finished(let outcome):
+                    finished(outcome, key: key, tempos: &tempos, started: started, metadata: metadata)
+                    return outcome
+                case .abandon(.fenced(let detail)):
+                    throw RelayProblem.fenced(detail)
+                case .abandon(.serverFailed(let detail)):
+                    throw RelayProblem.unexpectedReply("the lease protocol", detail)
+                }
+            } catch {
+                // The lease is abandoned with its record: the next holder's claim learns what
+                // Redis has. The connection that failed is dropped by the caller.
+                _ = machine.failed(.serverFailed("\(error)"))
+                throw error
+            }
+        }
+    }
+
+    private func finished(_ outcome: Outcome, key: SplitKey, tempos: inout [SplitKey: Int], started: Int64, metadata: Logger.Metadata) {
+        guard outcome.leased else { return }
+        tempos[key] = outcome.carriedLimit
+        if let rewound = outcome.rewoundFrom {
+            logger.warning(
+                "the lease's fence in Redis (\(rewound)) is ahead of PostgreSQL's transaction ids: the database was restored from a backup or a standby that was behind was promoted; fencing goes on in a new epoch",
+                metadata: metadata.merging(["outbox.fence": "\(outcome.fence ?? "?")"]) { $1 })
+        }
+        if outcome.inherited > 0 {
+            logger.info(
+                "an earlier holder pushed rows it did not mark; marked them without pushing again",
+                metadata: metadata.merging(["outbox.jobs": "\(outcome.inherited)"]) { $1 })
+        }
+        if outcome.relayed > 0 {
             logger.info(
                 "relayed jobs",
                 metadata: metadata.merging([
-                    "outbox.jobs": "\(pipeline.relayed)", "outbox.batches": "\(pipeline.tempo.batches)",
-                    "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
+                    "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
                 ]) { $1 })
         }
-        return Outcome(handled: pipeline.handled, relayed: pipeline.relayed)
+    }
+
+    /// The SQL of a statement of the machine.
+    private func statement(_ statement: LeaseMachine.Statement, key: SplitKey, skipped: SkippedRows) -> SQLStatement {
+        let queries = configuration.queries
+        switch statement {
+        case .fetch(let limit, let after):
+            return queries.fetch(key, limit: limit, maxBytes: configuration.maxBatchBytes, skipping: skipped.ids(for: key), after: after)
+        case .mark(let ids, let scheduled):
+            return queries.markEnqueued(ids, scheduled: scheduled)
+        case .deadLetter(let rejections):
+            return queries.deadLetter(rejections.map { (id: $0.id, reason: $0.reason) })
+        }
+    }
+
+    /// Takes the result of moving rows into the dead-letter table. When that failed (most often
+    /// because the table was never created), the rows stay pending and this process skips them.
+    private func deadLettered(_ rejections: [BatchPlan.Rejection], key: SplitKey) throws -> LeaseMachine.DeadLettered {
+        do {
+            _ = try postgres.receiveNext()
+        } catch where error.code == .connectionLost {
+            throw error
+        } catch {
+            return .failed(why(error))
+        }
+        RelayMetrics.deadLettered(key, count: rejections.count)
+        for rejection in rejections {
+            logger.error(
+                "row dead-lettered: \(rejection.reason)", metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
+        }
+        return .moved
+    }
+
+    /// Prepares the dead-letter statement; returns why it cannot be, unless the connection is lost.
+    private func deadLetterProblem() throws(PostgresError) -> String? {
+        let prepared = Result { () throws(PostgresError) in try postgres.prepareAhead(configuration.queries.deadLetter([])) }
+        guard case .failure(let error) = prepared else { return nil }
+        if error.code == .connectionLost { throw error }
+        return why(error)
+    }
+
+    private func why(_ error: PostgresError) -> String {
+        error.isUndefinedTable
+            ? "the dead-letter table \(configuration.queries.deadLetterTable) does not exist (run 'outbox-relay migrate')"
+            : "it could not be dead-lettered: \(error)"
+    }
+
+    /// A row of ``OutboxQueries/fetch(_:limit:maxBytes:skipping:after:)``, and its running byte total.
+    private static func fetchedRow(_ row: borrowing PostgresRow) -> (OutboxRow, Int64) {
+        let outboxRow = OutboxRow(id: row.int64(0)!, payload: row.bytes(1), postgresMicros: row.int64(2), jid: row.text(3))
+        return (outboxRow, row.int64(4) ?? 0)
+    }
+
+    /// Fetched rows as the machine takes them: planned for Redis (their payloads let go as their
+    /// jobs are built), and how many were pending within the fetch's limit.
+    private func fetched(_ rows: [(OutboxRow, Int64)], limit: Int, alreadyPushed: Set<Int64>) -> LeaseMachine.Fetched {
+        let available = OutboxQueries.pendingWithinLimit(
+            returned: rows.count, limit: limit, lastRunningBytes: rows.last?.1, maxBytes: configuration.maxBatchBytes)
+        let ids = rows.map(\.0.id)
+        let plan = BatchPlan(
+            rows: rows.map(\.0), encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: alreadyPushed, makeJID: makeJID)
+        return LeaseMachine.Fetched(ids: ids, plan: plan, available: available)
     }
 }

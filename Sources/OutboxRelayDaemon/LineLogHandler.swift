@@ -4,9 +4,12 @@ import OutboxRelay
 import OutboxRelayIO
 
 /// Writes one line per event to standard error, with every known secret removed. Under systemd
-/// the journal stores each line as one entry.
-/// - text: `<time> <level> <message> key=value …`
-/// - json: `{"time":…,"level":…,"message":…,"<key>":…}`
+/// the journal stores each line as one entry, so no logged text (a split key, a server's message)
+/// may carry a line break or any other control character:
+/// - text: `<time> <level> <message> key=value …`; control characters become `\n`, `\r`, `\t` or
+///   `\u00XX` in the message, keys and values, and a value with a space, `"`, `=`, `\` or a
+///   control character is quoted, with `"` and `\` escaped by a backslash;
+/// - json: `{"time":…,"level":…,"message":…,"<key>":…}`, escaped as JSON.
 public struct LineLogHandler: LogHandler {
     public enum Format: String, Sendable, CaseIterable {
         case text, json
@@ -40,8 +43,8 @@ public struct LineLogHandler: LogHandler {
         let message = redactor.redact("\(event.message)")
         switch format {
         case .text:
-            var line = "\(Self.timestamp()) \(event.level) \(message)"
-            for (key, value) in sorted { line += " \(key)=\(Self.quoted(value))" }
+            var line = "\(Self.timestamp()) \(event.level) \(LineText.escaped(message))"
+            for (key, value) in sorted { line += " \(LineText.escaped(key))=\(Self.quoted(value))" }
             write(line + "\n")
         case .json:
             var line = #"{"time":"\#(Self.timestamp())","level":"\#(event.level)","message":"\#(JSONText.escaped(message))""#
@@ -50,9 +53,21 @@ public struct LineLogHandler: LogHandler {
         }
     }
 
+    /// A value as logfmt writes it: bare when it can be, else quoted.
     private static func quoted(_ value: String) -> String {
-        value.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" }) || value.isEmpty
-            ? "\"" + value.replacingOccurrences(of: "\"", with: "\\\"") + "\"" : value
+        let bare = !value.isEmpty && !value.unicodeScalars.contains {
+            $0 == " " || $0 == "\"" || $0 == "=" || $0 == "\\" || LineText.isControl($0)
+        }
+        guard !bare else { return value }
+        var result = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            default: LineText.appendEscaped(scalar, to: &result)
+            }
+        }
+        return result + "\""
     }
 
     private static func timestamp() -> String {

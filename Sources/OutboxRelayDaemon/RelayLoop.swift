@@ -28,6 +28,8 @@ public final class RelayLoop {
     private var resolvedTable = ""
     private var cluster = ""
     private var skipped = SkippedRows()
+    /// Keys whose last batch Redis refused, waiting before their next lease.
+    private var refusedKeys = RefusedKeys()
     /// Per key, the batch size a lease reached when it let go of a key that still had a backlog.
     private var tempos: [SplitKey: Int] = [:]
     private var rotation = KeyRotation(start: Int(getpid()))
@@ -93,7 +95,8 @@ public final class RelayLoop {
                 throw RelayProblem.tableMissing(configuration.table.description)
             }
             resolvedTable = "\(schema).\(name)"
-            cluster = try connection.query(OutboxQueries.clusterIdentity).text(0, 0) ?? ""
+            let identity = try connection.query(OutboxQueries.clusterIdentity)
+            cluster = FencedPush.scope(system: identity.text(0, 0) ?? "", database: identity.text(0, 1) ?? "")
             if try connection.query(queries.hasPendingIndex).bool(0, 0) != true {
                 logger.warning(
                     "the outbox table has no index on pending rows; fetches will slow down as the backlog grows. Run 'outbox-relay migrate' to add it",
@@ -190,13 +193,19 @@ public final class RelayLoop {
         let keys = try keysWithWork()
         var worked = false
         for key in rotation.order(keys) where !stop.isStopRequested {
+            if refusedKeys.isWaiting(key, nowMicros: nowMicros()) { continue }
             let lease = LeaseRun(
                 configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, cluster: cluster, logger: logger,
                 stop: stop, nowMicros: nowMicros, makeJID: makeJID)
             let outcome = try lease.run(key, skipped: &skipped, tempos: &tempos)
-            if outcome.handled > 0 {
+            relayedTotal += outcome.relayed
+            if let reason = outcome.refused {
+                refusedFrom(key, reason: reason)
+            } else if outcome.handled > 0 {
                 worked = true
-                relayedTotal += outcome.relayed
+                if refusedKeys.relayed(key) != nil {
+                    logger.info("Redis takes the split key's batches again", metadata: ["outbox.split_key": "\(key)"])
+                }
             }
             if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
         }
@@ -206,6 +215,17 @@ public final class RelayLoop {
             if stop.sleep(seconds: configuration.sleepOnEmpty, watching: listener?.socket) == .readable {
                 _ = notified()
             }
+        }
+    }
+
+    /// Redis refused a batch of `key`: it stays pending, and the key waits (``RefusedKeys``).
+    private func refusedFrom(_ key: SplitKey, reason: String) {
+        let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
+        let message = "Redis refused a batch of the split key, which stays pending and is retried with backoff: \(reason)"
+        if refusedKeys.refused(key, reason: reason, nowMicros: nowMicros()) {
+            logger.error("\(message)", metadata: metadata)
+        } else {
+            logger.debug("\(message)", metadata: metadata)
         }
     }
 

@@ -24,4 +24,22 @@ public enum RelayMetrics {
     ]
 
     static func label(_ key: SplitKey) -> String { key.value ?? "" }
+
+    // MARK: the lease's updates
+
+    static func leaseAttempt(_ key: SplitKey, acquired: Bool) {
+        Counter(label: leases, dimensions: [("split_key", label(key)), ("result", acquired ? "acquired" : "held_elsewhere")]).increment()
+    }
+
+    static func relayed(_ key: SplitKey, count: Int) {
+        Counter(label: relayed, dimensions: [("split_key", label(key))]).increment(by: count)
+    }
+
+    static func deadLettered(_ key: SplitKey, count: Int) {
+        Counter(label: deadLettered, dimensions: [("split_key", label(key))]).increment(by: count)
+    }
+
+    static func batchDuration(micros: Int64) {
+        Timer(label: batchDuration).recordMicroseconds(micros)
+    }
 }

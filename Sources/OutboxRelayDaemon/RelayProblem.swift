@@ -5,6 +5,8 @@ struct RelayProblem: Error, CustomStringConvertible {
         /// Another instance took the lease over: this one's PostgreSQL session must be gone.
         case fenced
         case unexpectedReply
+        /// Redis would refuse a write of the relay's own keys (a key of the wrong type).
+        case redisRefused
     }
 
     let kind: Kind
@@ -21,6 +23,10 @@ struct RelayProblem: Error, CustomStringConvertible {
         RelayProblem(
             kind: .fenced,
             description: "another instance took the lease over; this batch was refused and will be relayed by it (\(detail))")
+    }
+
+    static func redisRefused(_ reason: String) -> RelayProblem {
+        RelayProblem(kind: .redisRefused, description: "Redis refused the lease's fence: \(reason)")
     }
 
     static func unexpectedReply(_ script: String, _ reply: Any) -> RelayProblem {

@@ -28,7 +28,8 @@ public struct RelayService: Service {
         let (configuration, logger, notifier, health) = (self.configuration, self.logger, self.notifier, self.health)
         // READY=1 as soon as the relay runs, servers or not: systemd sees the unit active while
         // STATUS= says what it waits for, so a database that comes up late never fails the start.
-        notifier.notify("READY=1\nSTATUS=waiting: connecting to PostgreSQL and Redis")
+        notifier.notify("READY=1")
+        notifier.notify("STATUS=waiting: connecting to PostgreSQL and Redis")
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

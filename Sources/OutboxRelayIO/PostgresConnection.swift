@@ -47,44 +47,6 @@ public final class PostgresConnection {
         PQfinish(connection)
     }
 
-    /// Checks that libpq accepts `connectionString`: its syntax and its option values (such as
-    /// `sslmode`), without waiting for a server. The error never repeats a password.
-    public static func validate(connectionString: String) throws(PostgresError) {
-        let redactor = SecretRedactor(connectionString: connectionString)
-        var errorMessage: UnsafeMutablePointer<CChar>?
-        guard let options = PQconninfoParse(connectionString, &errorMessage) else {
-            let detail = errorMessage.map { trimmed($0) } ?? "out of memory"
-            PQfreemem(errorMessage)
-            throw PostgresError(.invalidConnectionString, "invalid database URL: \(redactor.redact(detail))")
-        }
-        PQconninfoFree(options)
-        // Option values are checked when a connection starts; start one and drop it at once.
-        let probe = withCStrings(["dbname"]) { keywords in
-            withCStrings([connectionString]) { values in PQconnectStartParams(keywords, values, 1) }
-        }
-        defer { PQfinish(probe) }
-        if let probe, PQstatus(probe) == CONNECTION_BAD {
-            let detail = trimmed(PQerrorMessage(probe))
-            if detail.hasPrefix("invalid") || detail.contains("is not supported") {
-                throw PostgresError(.invalidConnectionString, "invalid database URL: \(redactor.redact(detail))")
-            }
-        }
-    }
-
-    /// The password in `connectionString`, if it has one, so callers can keep it out of output.
-    static func password(in connectionString: String) -> String? {
-        guard let options = PQconninfoParse(connectionString, nil) else { return nil }
-        defer { PQconninfoFree(options) }
-        var option = options
-        while let keyword = option.pointee.keyword {
-            if String(cString: keyword) == "password", let value = option.pointee.val {
-                return String(cString: value)
-            }
-            option += 1
-        }
-        return nil
-    }
-
     /// Whether the connection is still up, as far as libpq knows without a round trip.
     public var isHealthy: Bool { PQstatus(connection) == CONNECTION_OK }
 
@@ -116,21 +78,13 @@ public final class PostgresConnection {
 
     /// Runs `statement` (prepared once per connection when it has a name) and returns its rows.
     /// With `binary`, columns come back in PostgreSQL's binary format: `bytea` as raw bytes and
-    /// `int8` as 8 big-endian bytes, which saves parsing on the hot path.
+    /// `int8` as 8 big-endian bytes, which saves parsing on the hot path. Every statement takes
+    /// one path: ``send(_:binary:)`` down the pipeline, then ``receiveNext()``.
     @discardableResult
     public func query(_ statement: SQLStatement, binary: Bool = false) throws(PostgresError) -> PostgresRows {
-        try prepare(statement)
-        return try consume(run(statement, binary: binary), binary: binary)
-    }
-
-    /// Runs `statement` (already prepared when it has a name) and waits for its result.
-    private func run(_ statement: SQLStatement, binary: Bool) -> OpaquePointer? {
-        withOptionalCStrings(statement.parameters) { parameters in
-            if let name = statement.name {
-                return PQexecPrepared(connection, name, Int32(statement.parameters.count), parameters, nil, nil, binary ? 1 : 0)
-            }
-            return PQexecParams(connection, statement.sql, Int32(statement.parameters.count), nil, parameters, nil, nil, binary ? 1 : 0)
-        }
+        precondition(groups.isEmpty, "collect the pipeline's results first")
+        try send([statement], binary: binary)
+        return try receiveNext()
     }
 
     /// Sends `statements` down the connection's pipeline as one group, without waiting: the
@@ -231,17 +185,18 @@ public final class PostgresConnection {
 
     /// Like ``receiveNext()``, but turns each row into a `T` straight from libpq's result, without
     /// copying every cell first: `decode` sees a ``PostgresRow`` that is valid only during the call.
-    public func receiveNext<T>(decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
+    public func receiveNext<T>(decoding decode: (borrowing PostgresRow) -> T) throws(PostgresError) -> [T] {
         try receiveNext(visit: { Self.decodeRows($0, decode) })
     }
 
     /// Like ``query(_:binary:)`` in binary format, decoding each row as ``receiveNext(decoding:)`` does.
-    public func query<T>(_ statement: SQLStatement, decoding decode: (PostgresRow) -> T) throws(PostgresError) -> [T] {
-        try prepare(statement)
-        return try consume(run(statement, binary: true), visit: { Self.decodeRows($0, decode) })
+    public func query<T>(_ statement: SQLStatement, decoding decode: (borrowing PostgresRow) -> T) throws(PostgresError) -> [T] {
+        precondition(groups.isEmpty, "collect the pipeline's results first")
+        try send([statement], binary: true)
+        return try receiveNext(decoding: decode)
     }
 
-    private static func decodeRows<T>(_ result: OpaquePointer, _ decode: (PostgresRow) -> T) -> [T] {
+    private static func decodeRows<T>(_ result: OpaquePointer, _ decode: (borrowing PostgresRow) -> T) -> [T] {
         let count = Int(PQntuples(result))
         var rows: [T] = []
         rows.reserveCapacity(count)
@@ -271,104 +226,14 @@ public final class PostgresConnection {
         PQstatus(connection) == CONNECTION_OK ? .statementFailed : .connectionLost
     }
 
-    private static func trimmed(_ message: UnsafePointer<CChar>?) -> String {
+    static func trimmed(_ message: UnsafePointer<CChar>?) -> String {
         guard let message else { return "unknown error" }
         return String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
             .replacingOccurrences(of: "\n", with: "; ").replacingOccurrences(of: "\t", with: "")
     }
 }
 
-/// Rows copied out of a `PGresult`.
-public struct PostgresRows: Sendable {
-    /// Cell values as raw bytes (text or binary format, as requested); `nil` is SQL NULL.
-    public let rows: [[[UInt8]?]]
-    public let binary: Bool
-
-    init(copying result: OpaquePointer, binary: Bool) {
-        let rowCount = PQntuples(result)
-        let columnCount = PQnfields(result)
-        var rows: [[[UInt8]?]] = []
-        rows.reserveCapacity(Int(rowCount))
-        for row in 0..<rowCount {
-            var cells: [[UInt8]?] = []
-            cells.reserveCapacity(Int(columnCount))
-            for column in 0..<columnCount {
-                if PQgetisnull(result, row, column) == 1 {
-                    cells.append(nil)
-                    continue
-                }
-                let length = Int(PQgetlength(result, row, column))
-                let value = PQgetvalue(result, row, column)!
-                cells.append(value.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) })
-            }
-            rows.append(cells)
-        }
-        self.rows = rows
-        self.binary = binary
-    }
-
-    public var count: Int { rows.count }
-
-    public func text(_ row: Int, _ column: Int) -> String? {
-        rows[row][column].map { String(decoding: $0, as: UTF8.self) }
-    }
-
-    public func bytes(_ row: Int, _ column: Int) -> [UInt8]? {
-        rows[row][column]
-    }
-
-    /// An `int8` (or smaller integer) cell, in either format.
-    public func int64(_ row: Int, _ column: Int) -> Int64? {
-        guard let cell = rows[row][column] else { return nil }
-        if binary {
-            return cell.reduce(0) { $0 << 8 | Int64($1) }
-        }
-        return Int64(String(decoding: cell, as: UTF8.self))
-    }
-
-    public func bool(_ row: Int, _ column: Int) -> Bool? {
-        guard let cell = rows[row][column], let first = cell.first else { return nil }
-        return binary ? first == 1 : first == UInt8(ascii: "t")
-    }
-}
-
-/// One row of a result in binary format, readable only while the result it came from is alive
-/// (inside the `decoding` closure of ``PostgresConnection/query(_:decoding:)``).
-public struct PostgresRow {
-    fileprivate let result: OpaquePointer
-    fileprivate let row: Int32
-
-    public func isNull(_ column: Int) -> Bool {
-        PQgetisnull(result, row, Int32(column)) == 1
-    }
-
-    /// A cell's bytes, copied once; `nil` for SQL NULL.
-    public func bytes(_ column: Int) -> [UInt8]? {
-        guard !isNull(column) else { return nil }
-        let length = Int(PQgetlength(result, row, Int32(column)))
-        return PQgetvalue(result, row, Int32(column))!.withMemoryRebound(to: UInt8.self, capacity: length) {
-            Array(UnsafeBufferPointer(start: $0, count: length))
-        }
-    }
-
-    /// An `int8`, `int4`, `int2` or `timestamp` cell as a big-endian integer; `nil` for SQL NULL.
-    public func int64(_ column: Int) -> Int64? {
-        guard !isNull(column) else { return nil }
-        let length = Int(PQgetlength(result, row, Int32(column)))
-        return PQgetvalue(result, row, Int32(column))!.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
-            var value: Int64 = 0
-            for index in 0..<length { value = value << 8 | Int64(bytes[index]) }
-            // Narrower integers are sign-extended.
-            return length < 8 && length > 0 && bytes[0] & 0x80 != 0 ? value - (1 << (8 * length)) : value
-        }
-    }
-
-    public func text(_ column: Int) -> String? {
-        bytes(column).map { String(decoding: $0, as: UTF8.self) }
-    }
-}
-
-private func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
+func withCStrings<R>(_ strings: [String], _ body: ([UnsafePointer<CChar>?]) -> R) -> R {
     let pointers = strings.map { UnsafePointer(strdup($0)) }
     defer { pointers.forEach { free(UnsafeMutableRawPointer(mutating: $0)) } }
     return body(pointers + [nil])

@@ -37,6 +37,11 @@ final class PlainTransport: RedisTransport {
 
 /// TLS with OpenSSL over a connected socket: the server's certificate must chain to the CA (or
 /// the system's trust store) and name the host (or IP address) connected to.
+///
+/// OpenSSL writes to the socket with plain `write()`, which raises SIGPIPE (and so kills the
+/// process) when the peer has closed the connection. Every OpenSSL call that may write runs with
+/// SIGPIPE blocked on the calling thread instead (``SIGPIPEGuard``), so a dropped connection
+/// becomes an EPIPE error like any other.
 final class TLSTransport: RedisTransport {
     private let context: OpaquePointer
     private let ssl: OpaquePointer
@@ -81,7 +86,8 @@ final class TLSTransport: RedisTransport {
             }
         }
         SSL_set_fd(ssl, socket)
-        guard SSL_connect(ssl) == 1 else {
+        ERR_clear_error()
+        guard SIGPIPEGuard.run({ SSL_connect(ssl) }) == 1 else {
             let verify = SSL_get_verify_result(ssl)
             if verify != X509_V_OK {
                 let reason = String(cString: X509_verify_cert_error_string(verify))
@@ -92,29 +98,40 @@ final class TLSTransport: RedisTransport {
     }
 
     deinit {
-        SSL_shutdown(ssl)
+        _ = SIGPIPEGuard.run { SSL_shutdown(ssl) }
+        ERR_clear_error()
         SSL_free(ssl)
         SSL_CTX_free(context)
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
-        let written = SSL_write(ssl, bytes.baseAddress, Int32(bytes.count))
+        ERR_clear_error()
+        let written = SIGPIPEGuard.run { SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count)) }
         if written > 0 { return Int(written) }
         throw error(for: written, "write")
     }
 
     func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int {
-        let count = SSL_read(ssl, buffer.baseAddress, Int32(buffer.count))
+        ERR_clear_error()
+        // A read may write too (TLS 1.3 key updates, alerts).
+        let count = SIGPIPEGuard.run { SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count)) }
         if count > 0 { return Int(count) }
         if SSL_get_error(ssl, count) == SSL_ERROR_ZERO_RETURN { return 0 }
         throw error(for: count, "read")
     }
 
     private func error(for result: Int32, _ call: String) -> SocketError {
+        let code = errno
         switch SSL_get_error(ssl, result) {
-        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return SocketError(message: "\(call) timed out")
-        case SSL_ERROR_SYSCALL: return errno == 0 ? SocketError(message: "Redis closed the connection") : SocketError.fromErrno(call)
-        default: return Self.failure("TLS \(call) failed")
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE:
+            ERR_clear_error()
+            return SocketError(message: "\(call) timed out")
+        case SSL_ERROR_SYSCALL:
+            ERR_clear_error()
+            errno = code
+            return code == 0 ? SocketError(message: "Redis closed the connection") : SocketError.fromErrno(call)
+        default:
+            return Self.failure("TLS \(call) failed")
         }
     }
 
@@ -128,5 +145,32 @@ final class TLSTransport: RedisTransport {
         }
         let reason = String(decoding: buffer.prefix { $0 != 0 }, as: UTF8.self)
         return SocketError(message: "\(what): \(reason)")
+    }
+}
+
+/// Runs a call that may write to a socket with SIGPIPE blocked on this thread, and discards a
+/// SIGPIPE the call raised, so that writing to a closed connection fails with EPIPE instead of
+/// killing the process. (libpq does the same around OpenSSL.) `errno` is kept as the call left it.
+enum SIGPIPEGuard {
+    static func run<T>(_ call: () -> T) -> T {
+        var pipe = sigset_t()
+        sigemptyset(&pipe)
+        sigaddset(&pipe, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipe, &previous)
+        var pending = sigset_t()
+        sigpending(&pending)
+        let alreadyPending = sigismember(&pending, SIGPIPE) == 1
+        let result = call()
+        let code = errno
+        sigemptyset(&pending)
+        sigpending(&pending)
+        if !alreadyPending && sigismember(&pending, SIGPIPE) == 1 {
+            var now = timespec()
+            while sigtimedwait(&pipe, nil, &now) < 0 && errno == EINTR {}
+        }
+        pthread_sigmask(SIG_SETMASK, &previous, nil)
+        errno = code
+        return result
     }
 }

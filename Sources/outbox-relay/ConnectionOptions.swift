@@ -44,7 +44,7 @@ struct ConnectionOptions: ParsableArguments {
         do {
             redis = try RedisEndpoint(url: redisURL)
         } catch {
-            throw ValidationError("--redis-url: \(error.message)")
+            throw ValidationError("--redis-url: \(SecretRedactor(secrets: []).adding(candidatesIn: redisURL).redact(error.message))")
         }
         let databasePassword = try databasePasswordFile.map { try Self.readSecret($0, flag: "--database-password-file") }
         if let redisPasswordFile { redis.password = try Self.readSecret(redisPasswordFile, flag: "--redis-password-file") }
@@ -55,7 +55,8 @@ struct ConnectionOptions: ParsableArguments {
             throw ValidationError("--redis-tls-cert and --redis-tls-key go together")
         }
         let tls = RedisTLS(caFile: redisTLSCA, certificateFile: redisTLSCert, keyFile: redisTLSKey)
-        let redactor = SecretRedactor(connectionString: databaseURL).adding([redis.password, databasePassword].compactMap { $0 })
+        let redactor = SecretRedactor(connectionString: databaseURL).adding(candidatesIn: redisURL)
+            .adding([redis.password, databasePassword].compactMap { $0 })
         return Resolved(databaseURL: databaseURL, databasePassword: databasePassword, redis: redis, redisTLS: tls, redactor: redactor)
     }
 
@@ -75,9 +76,9 @@ struct ConnectionOptions: ParsableArguments {
             throw ValidationError("--database-url is missing (or set DATABASE_URL)")
         }
         do {
-            try PostgresConnection.validate(connectionString: url)
+            try PostgresConnectionString.validate(connectionString: url)
         } catch {
-            throw ValidationError("--database-url: \(error.message)")
+            throw ValidationError("--database-url: \(SecretRedactor(connectionString: url).redact(error.message))")
         }
         return url
     }

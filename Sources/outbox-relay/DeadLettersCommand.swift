@@ -49,7 +49,8 @@ struct DeadLettersCommand: AsyncParsableCommand {
                     let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
                     print(String(decoding: data, as: UTF8.self))
                 } else {
-                    print("\(fields.id)\t\(fields.key ?? "(null)")\t\(fields.at)\t\(fields.error)\t\(payload.prefix(200))")
+                    let text = [fields.key ?? "(null)", fields.at, fields.error, String(payload.prefix(200))].map(LineText.escaped)
+                    print("\(fields.id)\t" + text.joined(separator: "\t"))
                 }
             }
         }

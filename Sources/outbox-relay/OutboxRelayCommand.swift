@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import OutboxRelay
+import OutboxRelayIO
 
 /// `outbox-relay`: the root command. Without a subcommand it runs the relay.
 @main
@@ -13,12 +14,15 @@ struct OutboxRelayCommand: AsyncParsableCommand {
         defaultSubcommand: RunCommand.self
     )
 
-    /// Parses the command line and runs it; a usage error prints one line and exits with 64.
+    /// Parses the command line and runs it; a usage error prints one line and exits with 64. No
+    /// message printed here repeats a password from the command line or the environment, even
+    /// one that did not parse.
     static func main() async {
         if asksForRootHelp(Array(CommandLine.arguments.dropFirst())) {
             print(rootHelp())
             return
         }
+        let redactor = commandLineRedactor()
         do {
             var command = try parseAsRoot(Self.argumentsWithEnvironment())
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -29,15 +33,15 @@ struct OutboxRelayCommand: AsyncParsableCommand {
         } catch let code as ExitCode {
             Foundation.exit(code.rawValue)
         } catch let failure as CommandFailure {
-            FileHandle.standardError.write(Data("outbox-relay: \(failure.description)\n".utf8))
+            FileHandle.standardError.write(Data("outbox-relay: \(redactor.redact(failure.description))\n".utf8))
             Foundation.exit(1)
         } catch {
             let code = exitCode(for: error)
             if code == .success {
-                print(fullMessage(for: error))
+                print(redactor.redact(fullMessage(for: error)))
             } else {
                 let message = message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
-                FileHandle.standardError.write(Data("outbox-relay: \(message)\n".utf8))
+                FileHandle.standardError.write(Data("outbox-relay: \(redactor.redact(message))\n".utf8))
                 if code == .validationFailure {
                     FileHandle.standardError.write(Data("See 'outbox-relay --help'.\n".utf8))
                 }
@@ -48,6 +52,14 @@ struct OutboxRelayCommand: AsyncParsableCommand {
 }
 
 extension OutboxRelayCommand {
+    /// Every password that the arguments and the connection variables may hold, however they are
+    /// spelled (``ConnectionSecrets``).
+    static func commandLineRedactor(environment: [String: String] = ProcessInfo.processInfo.environment) -> SecretRedactor {
+        let names = ["DATABASE_URL", "REDIS_URL", "OUTBOX_RELAY_DATABASE_URL", "OUTBOX_RELAY_REDIS_URL"]
+        return (CommandLine.arguments.dropFirst() + names.compactMap { environment[$0] })
+            .reduce(SecretRedactor(secrets: [])) { $0.adding(candidatesIn: $1) }
+    }
+
     /// The command line, plus `OUTBOX_RELAY_*` variables for the relay's own flags when it runs
     /// (the other subcommands take their flags from the command line).
     static func argumentsWithEnvironment() -> [String] {

@@ -67,7 +67,7 @@ struct StatusCommand: AsyncParsableCommand {
         let report = keys.values.sorted { $0.key.description < $1.key.description }
         print(json ? Self.json(report, table: "\(schema).\(name)") : Self.table(report))
         if let maxAge, let limit = try? ISODuration(maxAge), let late = report.first(where: { ($0.oldestAge ?? 0) > limit.seconds }) {
-            FileHandle.standardError.write(Data("outbox-relay: split key \(late.key) has a pending row \(Int(late.oldestAge ?? 0)) s old, more than --max-age \(maxAge)\n".utf8))
+            FileHandle.standardError.write(Data("outbox-relay: split key \(LineText.escaped(late.key.description)) has a pending row \(String(format: "%.0f", late.oldestAge ?? 0)) s old, more than --max-age \(maxAge)\n".utf8))
             throw ExitCode(2)
         }
     }
@@ -76,7 +76,8 @@ struct StatusCommand: AsyncParsableCommand {
         var lines = ["split_key\tpending\toldest_pending_s\tdead_letters\tlease_holder"]
         for status in report {
             let age = status.oldestAge.map { String(format: "%.1f", $0) } ?? "-"
-            lines.append("\(status.key)\t\(status.pending)\t\(age)\t\(status.deadLetters)\t\(status.holder ?? "-")")
+            let holder = LineText.escaped(status.holder ?? "-")
+            lines.append("\(LineText.escaped(status.key.description))\t\(status.pending)\t\(age)\t\(status.deadLetters)\t\(holder)")
         }
         return lines.joined(separator: "\n")
     }

@@ -20,18 +20,18 @@ import Testing
         let old = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
         let new = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
 
-        #expect(try old.claim(keys, token: 100) == .granted(alreadyPushed: []))
-        try old.push(plan([1, 2]), keys: keys, sidekiq: SidekiqKeys(), token: 100)
+        #expect(try old.claim(keys, xid: 100) == .granted(fence: "0:100", alreadyPushed: []))
+        #expect(try old.push(plan([1, 2]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:100") == .pushed)
         // The old holder dies before marking 1 and 2; the new one learns they are in Redis.
-        #expect(try new.claim(keys, token: 105) == .granted(alreadyPushed: [1, 2]))
-        #expect(throws: RelayProblem.self) { try old.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), token: 100) }
-        #expect(try old.claim(keys, token: 100) == .fenced(newerToken: "105"))
-        try new.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), token: 105)
+        #expect(try new.claim(keys, xid: 105) == .granted(fence: "0:105", alreadyPushed: [1, 2]))
+        #expect(throws: RelayProblem.self) { try old.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:100") }
+        #expect(try old.claim(keys, xid: 100) == .fenced(newerToken: "0:105"))
+        #expect(try new.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:105") == .pushed)
         #expect(try outbox.queue("f").count == 3, "jobs 1, 2 and 3 once each; the refused push left nothing")
-        try new.release(keys, token: 105)
-        #expect(try new.claim(keys, token: 110) == .granted(alreadyPushed: []), "release forgets marked rows")
-        #expect(try new.claim(keys, token: 99_999_999_999) == .granted(alreadyPushed: []), "tokens compare as numbers")
-        #expect(try new.claim(keys, token: 110) == .fenced(newerToken: "99999999999"))
+        try new.release(keys, fence: "0:105")
+        #expect(try new.claim(keys, xid: 110) == .granted(fence: "0:110", alreadyPushed: []), "release forgets marked rows")
+        #expect(try new.claim(keys, xid: 99_999_999_999) == .granted(fence: "0:99999999999", alreadyPushed: []), "tokens compare as numbers")
+        #expect(try new.claim(keys, xid: 110) == .fenced(newerToken: "0:99999999999"))
     }
 
     @Test func pushesLargeBatchesInChunks() throws {
@@ -39,13 +39,67 @@ import Testing
         defer { outbox.drop() }
         let keys = FencedPush.Keys(lease: LeaseKey(table: "x", format: "sidekiq5", splitKey: .named("big")), cluster: "1", namespace: nil)
         let redis = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
-        _ = try redis.claim(keys, token: 1)
+        _ = try redis.claim(keys, xid: 1)
         var rows = (1...2500).map { OutboxRow(id: Int64($0), payload: Array(#"{"class":"J","queue":"f","jid":"\#($0)"}"#.utf8), createdAtMicros: 1_000_000) }
         rows += (2501...4700).map { OutboxRow(id: Int64($0), payload: Array(#"{"class":"J","queue":"f","jid":"\#($0)","at":9e9}"#.utf8), createdAtMicros: 1_000_000) }
         let big = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
-        try redis.push(big, keys: keys, sidekiq: SidekiqKeys(), token: 1)
+        #expect(try redis.push(big, keys: keys, sidekiq: SidekiqKeys(), fence: "0:1") == .pushed)
         let jids = try outbox.queue("f").map { String($0.split(separator: "\"")[11]) }
         #expect(jids == (1...2500).map(String.init), "LPUSH chunks keep row order")
         #expect(try outbox.redis.send([RedisCommand("ZCARD", "schedule")])[0] == .integer(2200))
+    }
+
+    /// After a restore or a lagging standby's promotion the fence is ahead of every new token;
+    /// exactly one of the holders that saw that fence starts the next epoch.
+    @Test func aRewoundFenceStartsTheNextEpochOnce() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let keys = FencedPush.Keys(lease: LeaseKey(table: "x", format: "sidekiq5", splitKey: .named("r")), cluster: "1:5", namespace: nil)
+        let redis = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
+        #expect(try redis.claim(keys, xid: 9_000) == .granted(fence: "0:9000", alreadyPushed: []))
+        #expect(try redis.push(plan([1]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:9000") == .pushed)
+        // The database is restored: new leases get older transaction ids.
+        #expect(try redis.claim(keys, xid: 700) == .fenced(newerToken: "0:9000"))
+        #expect(try redis.claim(keys, xid: 700, rewound: "0:9000") == .granted(fence: "1:700", alreadyPushed: []), "the record is forgotten")
+        #expect(try redis.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), fence: "1:700") == .pushed)
+        // A second holder that saw the same old fence does not start yet another epoch.
+        #expect(try redis.claim(keys, xid: 690, rewound: "0:9000") == .fenced(newerToken: "1:700"))
+        #expect(try redis.claim(keys, xid: 710, rewound: "0:9000") == .granted(fence: "1:710", alreadyPushed: [3]))
+        #expect(throws: RelayProblem.self, "the holder from before the restore is fenced off") {
+            try redis.push(plan([2]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:9000")
+        }
+        #expect(try redis.claim(keys, xid: 9_500) == .granted(fence: "1:9500", alreadyPushed: [3]), "epochs outrank transaction ids")
+        _ = try outbox.redis.send([RedisCommand("SET", keys.fence, "12")])
+        #expect(try redis.claim(keys, xid: 11) == .fenced(newerToken: "12"), "a fence from before epochs is epoch 0")
+        #expect(try redis.claim(keys, xid: 13) == .granted(fence: "0:13", alreadyPushed: [3]))
+    }
+
+    /// Redis keeps the writes a script made before a command failed, so the push checks every key
+    /// before its first write: a refused push leaves nothing, and records nothing as pushed.
+    @Test func aPushRedisWouldRefuseWritesNothing() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let keys = FencedPush.Keys(lease: LeaseKey(table: "x", format: "sidekiq5", splitKey: .named("w")), cluster: "1:5", namespace: nil)
+        let redis = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
+        _ = try redis.claim(keys, xid: 1)
+        let rows = [
+            OutboxRow(id: 1, payload: Array(#"{"class":"J","queue":"a","jid":"1"}"#.utf8), createdAtMicros: 1_000_000),
+            OutboxRow(id: 2, payload: Array(#"{"class":"J","queue":"z","jid":"2"}"#.utf8), createdAtMicros: 1_000_000),
+            OutboxRow(id: 3, payload: Array(#"{"class":"J","queue":"a","jid":"3","at":9e9}"#.utf8), createdAtMicros: 1_000_000),
+        ]
+        let batch = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        for (key, value) in [("queue:z", "x"), ("queues", "x"), ("schedule", "x")] {
+            _ = try outbox.redis.send([RedisCommand("SET", key, value)])
+            guard case .refused(let reason) = try redis.push(batch, keys: keys, sidekiq: SidekiqKeys(), fence: "0:1") else {
+                Issue.record("a wrong-typed \(key) was not refused")
+                continue
+            }
+            #expect(reason.contains("'\(key)' holds a string"), "\(reason)")
+            _ = try outbox.redis.send([RedisCommand("DEL", key)])
+            #expect(try outbox.redis.send([RedisCommand("DBSIZE")])[0] == .integer(1), "only the fence exists: nothing pushed or recorded")
+        }
+        _ = try outbox.redis.send([RedisCommand("RPUSH", keys.record, "x")])
+        #expect(throws: RelayProblem.self, "a claim refuses a wrong-typed record before writing") { try redis.claim(keys, xid: 2) }
+        #expect(try outbox.redis.send([RedisCommand("GET", keys.fence)])[0] == .bulk(Array("0:1".utf8)))
     }
 }

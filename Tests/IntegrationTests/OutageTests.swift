@@ -71,8 +71,8 @@ final class PrivateRedis {
 
     /// `PORT` in `extraArguments` stands for the chosen port (for `--tls-port`); with `tls`, the
     /// test itself connects over TLS with those certificates.
-    init(extraArguments: [String] = [], password: String? = nil, tls: RedisTLS? = nil) throws {
-        let chosen = freePort()
+    init(extraArguments: [String] = [], password: String? = nil, tls: RedisTLS? = nil, port requested: Int? = nil) throws {
+        let chosen = requested ?? freePort()
         port = chosen
         self.extraArguments = extraArguments.map { $0 == "PORT" ? String(chosen) : $0 }
         self.tls = tls ?? RedisTLS()

@@ -171,20 +171,22 @@ func waitUntil(_ what: String, seconds: Double = 30, _ condition: () throws -> B
     throw TestSetupError.timedOut("timed out after \(seconds) s waiting for \(what)")
 }
 
-/// A loopback TCP port nobody listens on right now (the kernel picks it).
+/// A loopback TCP port nobody listens on right now, below the kernel's ephemeral range (which
+/// starts at 32768 here), so no client socket of another test can be holding it meanwhile.
 func freePort() -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { raw in
-            _ = bind(fd, raw, length)
-            _ = getsockname(fd, raw, &length)
+    var generator = SystemRandomNumberGenerator()
+    for _ in 0..<200 {
+        let port = Int.random(in: 10_000..<32_768, using: &generator)
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
+        close(fd)
+        if bound == 0 { return port }
     }
-    return Int(UInt16(bigEndian: address.sin_port))
+    fatalError("no free loopback port below 32768")
 }

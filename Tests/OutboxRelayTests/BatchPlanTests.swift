@@ -73,11 +73,11 @@ import Testing
         ]
         let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
         let keys = FencedPush.Keys(lease: lease, cluster: "1", namespace: nil)
-        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), token: 42, plan: plan, record: [5, 7, 8, 9])
+        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: [5, 7, 8, 9])
         let text = command.arguments.map { String(decoding: $0, as: UTF8.self) }
         #expect(text == [
             "EVALSHA", "abc", "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
-            "42", String(FencedPush.recordSeconds), "5,7,8,9",
+            "0:42", String(FencedPush.recordSeconds), "5,7,8,9",
             "2", "a", "1", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#,
             "b", "1", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#,
             "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
@@ -93,5 +93,41 @@ import Testing
         #expect(FencedPush.pushedIDs(inRecord: "123:4,5,6") == [4, 5, 6])
         #expect(FencedPush.pushedIDs(inRecord: "123:") == [])
         #expect(FencedPush.pushedIDs(inRecord: "") == [])
+        #expect(FencedPush.pushedIDs(inRecord: "2:123:4,5") == [4, 5], "a fence with an epoch")
+    }
+
+    @Test func readsTheTransactionIdOfAFence() {
+        #expect(FencedPush.xid(inFence: "3:1234") == 1234)
+        #expect(FencedPush.xid(inFence: "1234") == 1234, "a fence written before epochs")
+    }
+
+    @Test func groupsQueuesByTheirBytes() {
+        let nfc = "caf\u{E9}"
+        let nfd = "cafe\u{301}"
+        #expect(nfc == nfd, "Swift calls them equal")
+        let rows = [nfc, nfd, nfc].enumerated().map { index, queue in
+            OutboxRow(id: Int64(index + 1), payload: Array(#"{"class":"J","queue":"\#(queue)","jid":"\#(index)"}"#.utf8), createdAtMicros: 1_000_000)
+        }
+        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        #expect(plan.queued.map { Array($0.queue.utf8) } == [Array(nfc.utf8), Array(nfd.utf8)])
+        #expect(plan.queued.map(\.jobs.count) == [2, 1])
+        #expect(Set([SplitKey.named(nfc), .named(nfd)]).count == 2, "split keys are bytes too")
+    }
+
+    @Test func rejectsRowsWhoseCreatedAtDoesNotFit() {
+        let payload = Array(#"{"class":"J","queue":"a"}"#.utf8)
+        let rows = [
+            OutboxRow(id: 1, payload: payload, postgresMicros: .max, jid: nil),
+            OutboxRow(id: 2, payload: payload, postgresMicros: .min, jid: nil),
+            OutboxRow(id: 3, payload: payload, postgresMicros: .max - 5, jid: nil),
+            OutboxRow(id: 4, payload: payload, postgresMicros: nil, jid: nil),
+            OutboxRow(id: 5, payload: nil, postgresMicros: 0, jid: nil),
+            OutboxRow(id: 6, payload: payload, postgresMicros: 0, jid: nil),
+        ]
+        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        #expect(plan.rejections.map(\.reason) == [
+            "created_at is infinity", "created_at is -infinity", "created_at is out of range", "created_at is NULL", "payload is NULL",
+        ])
+        #expect(plan.pushedIDs == [6])
     }
 }

@@ -31,8 +31,11 @@ import Testing
     }
 
     @Test func readsBinaryTimestampsAsEpochMicroseconds() {
-        #expect(OutboxQueries.epochMicros(postgresMicros: 0) == 946_684_800_000_000)
-        #expect(OutboxQueries.epochMicros(postgresMicros: 815_616_000_123_456) == 1_762_300_800_123_456)
+        #expect(OutboxQueries.epochMicros(postgresMicros: 0) == .success(946_684_800_000_000))
+        #expect(OutboxQueries.epochMicros(postgresMicros: 815_616_000_123_456) == .success(1_762_300_800_123_456))
+        #expect(OutboxQueries.epochMicros(postgresMicros: .max) == .failure(RejectedPayload("created_at is infinity")))
+        #expect(OutboxQueries.epochMicros(postgresMicros: .min) == .failure(RejectedPayload("created_at is -infinity")))
+        #expect(OutboxQueries.epochMicros(postgresMicros: .max - 1) == .failure(RejectedPayload("created_at is out of range")))
     }
 
     @Test func fetchesTheNullKeyWithItsOwnStatement() {
@@ -79,7 +82,11 @@ import Testing
 
     @Test func installsAStatementLevelNotifyTrigger() {
         let statements = queries.notifyStatements(channel: "outbox_relay")
-        #expect(statements[0].contains("pg_notify('outbox_relay', left(coalesce((SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') FROM outbox_new_rows), ''), 7000))"))
+        #expect(statements[0].hasPrefix(#"CREATE OR REPLACE FUNCTION "event_store_outbox_notify"() RETURNS trigger"#))
+        #expect(statements[0].contains("SELECT string_agg(DISTINCT coalesce(split_key, ''), ',') INTO written_keys FROM outbox_new_rows;"))
+        #expect(statements[0].contains("IF octet_length(written_keys) >= 8000 THEN written_keys := ''; END IF;"), "NOTIFY's limit is in bytes")
+        #expect(statements[0].contains("PERFORM pg_notify('outbox_relay', coalesce(written_keys, ''));"))
+        #expect(statements[0].components(separatedBy: "EXCEPTION WHEN OTHERS THEN").count == 3, "no error escapes into the app's INSERT")
         #expect(statements[2] == """
             CREATE TRIGGER "event_store_outbox_notify" AFTER INSERT ON "event_store_outbox" REFERENCING NEW TABLE AS outbox_new_rows \
             FOR EACH STATEMENT EXECUTE FUNCTION "event_store_outbox_notify"()

@@ -1,0 +1,362 @@
+/// The delivery protocol of one lease on one split key, as a plain state machine: each event (a
+/// server's answer) returns the one action to carry out next. No I/O, no clock and no randomness
+/// live here; a driver performs the actions against PostgreSQL and Redis and feeds their answers
+/// back (the daemon's `LeaseDriver`, or the simulation's models).
+///
+/// ```
+/// tryLease ─▶ claim ─▶ fetch ─▶ ┌─ send [fetch k+1, mark k-1] ─▶ push k ─▶ receive … ─┐
+///   │ held      │ fenced        └──────────────────── fetched k+1 ◀───────────────────┘
+///   ▼ elsewhere ▼                drained, tempo says release, refused or stop:
+/// finished   nextTransactionID   receive the rest ─▶ mark the last ─▶ releaseRedis ─▶ releaseLease ─▶ finished
+///            (rewound? claim again in the next epoch : fenced)
+/// ```
+///
+/// The rules that keep the promise live here, where tests see them: a batch is marked only after
+/// its push succeeded; the record written with a push covers every pushed batch whose mark has not
+/// committed (``PushLedger``); rows an earlier holder pushed are marked, never pushed again; a
+/// batch Redis refuses is neither marked nor recorded; any failure abandons the lease without
+/// releasing the record, so the next holder learns what is in Redis.
+public struct LeaseMachine: Sendable {
+    /// A pipelined statement of the lease: the driver sends a group of them as one transaction, and
+    /// later receives their results in the order sent.
+    public enum Statement: Sendable, Equatable {
+        /// Up to `limit` pending rows after `after` (every pending row of the key when nil).
+        case fetch(limit: Int, after: Int64?)
+        /// Marks these rows enqueued (`scheduled`: those whose jobs went to the schedule).
+        case mark(ids: [Int64], scheduled: [Int64])
+        /// Moves these rows into the dead-letter table with their reasons.
+        case deadLetter([BatchPlan.Rejection])
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Take the advisory lock; answer with ``leaseAnswered(xid:)``.
+        case tryLease
+        /// Run the claim script with this transaction id; answer with ``claimAnswered(_:)``.
+        case claim(xid: Int64, rewound: String?)
+        /// Ask PostgreSQL for its next transaction id; answer with ``nextTransactionID(_:)``.
+        case askNextTransactionID
+        /// Send these statements as one pipelined transaction, without waiting; answer with ``sent()``.
+        case send([Statement])
+        /// Read the next pipelined result, which answers this statement; answer with ``fetched(_:)``,
+        /// ``marked()`` or ``deadLettered(_:)``.
+        case receive(Statement)
+        /// Run the push script for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
+        case push(BatchPlan, fence: String, record: [Int64])
+        /// These rows can be neither relayed nor dead-lettered: pass over them; answer with ``skipped()``.
+        case skip([BatchPlan.Rejection], because: String)
+        /// Run the release script; answer with ``redisReleased()``.
+        case releaseRedis(fence: String, remaining: [Int64])
+        /// Give the advisory lock back; answer with ``leaseReleased()``.
+        case releaseLease
+        /// The lease is over.
+        case finished(Outcome)
+        /// The lease is lost or its connection broken: drop it without releasing the record (the
+        /// next holder's claim learns what is in Redis), and report the failure.
+        case abandon(Failure)
+    }
+
+    public enum Claim: Sendable, Equatable {
+        case granted(fence: String, alreadyPushed: Set<Int64>)
+        case fenced(newerToken: String)
+    }
+
+    public enum Push: Sendable, Equatable {
+        case pushed
+        /// Redis would refuse a write of the batch; nothing of it was written.
+        case refused(String)
+    }
+
+    public enum Failure: Sendable, Equatable {
+        /// Another holder's newer token was seen.
+        case fenced(String)
+        /// A server did not answer, or answered with an error the protocol cannot go on from.
+        case serverFailed(String)
+    }
+
+    /// Rows that arrived for a fetch, planned for Redis by the driver (``BatchPlan``, whose rows
+    /// in ``alreadyPushed`` are only marked), and how many were pending within the fetch's limit.
+    public struct Fetched: Sendable, Equatable {
+        public let ids: [Int64]
+        public let plan: BatchPlan
+        public let available: Int
+
+        public init(ids: [Int64], plan: BatchPlan, available: Int) {
+            self.ids = ids
+            self.plan = plan
+            self.available = available
+        }
+    }
+
+    public struct Outcome: Sendable, Equatable {
+        /// Rows fetched (relayed or rejected) and jobs marked enqueued.
+        public var handled = 0
+        public var relayed = 0
+        /// Why Redis refused the lease's last batch, if it did: that batch stays pending.
+        public var refused: String?
+        /// The batch size to start the key's next lease at, when it still has a backlog.
+        public var carriedLimit: Int?
+        /// False when another instance held the lease.
+        public var leased = true
+        /// The fence this lease pushed under, and the rewound fence it started a new epoch from.
+        public var fence: String?
+        public var rewoundFrom: String?
+        /// Rows an earlier holder pushed without marking, which this lease marked.
+        public var inherited = 0
+
+        public init(handled: Int = 0, relayed: Int = 0) {
+            self.handled = handled
+            self.relayed = relayed
+        }
+    }
+
+    private enum State: Sendable, Equatable {
+        case initial
+        case leasing
+        case claiming(xid: Int64, rewound: String?)
+        case checkingRewind(xid: Int64, seen: String)
+        /// Relaying: the sub-state lives in the stored properties below.
+        case relaying(Step)
+        case releasingRedis
+        case releasingLease
+        case done
+    }
+
+    private enum Step: Sendable, Equatable {
+        /// Waiting for the answer to an action that takes one (fetch, receive, push, skip).
+        case awaiting
+        /// The group sent before the push; the plan goes to Redis next.
+        case sentBeforePush
+        /// A refused push: the results in flight are received and discarded, no more fetches.
+        case draining
+        /// The lease's last mark, sent once every result is in.
+        case finalMark
+    }
+
+    /// Why rows cannot be dead-lettered during this lease (the table is missing), if they cannot.
+    private let deadLetterProblem: String?
+    private var state: State = .initial
+    private var stopRequested = false
+    private var tempo: LeaseTempo
+    private var outcome = Outcome()
+    private var fence = ""
+    public private(set) var ledger = PushLedger(alreadyPushed: [])
+    /// Rows an earlier holder pushed and perhaps did not mark: marked, never pushed again.
+    public private(set) var alreadyPushed: Set<Int64> = []
+    private var lastID: Int64?
+    /// The batch pushed last, whose mark is not sent yet.
+    private var unmarked: BatchPlan?
+    /// The batch fetched, waiting for its group to be sent before its push.
+    private var planned: BatchPlan?
+    /// Results in flight, in the order they will arrive.
+    private var expected: [Statement] = []
+
+    public init(tempo: LeaseTempo, deadLetterProblem: String? = nil) {
+        self.tempo = tempo
+        self.deadLetterProblem = deadLetterProblem
+    }
+
+    // MARK: events
+
+    public mutating func start() -> Action {
+        precondition(state == .initial, "a lease machine starts once")
+        state = .leasing
+        return .tryLease
+    }
+
+    /// From now on no batch is fetched; the batch in hand is finished and the lease released.
+    public mutating func requestStop() {
+        stopRequested = true
+    }
+
+    public mutating func leaseAnswered(xid: Int64?) -> Action {
+        guard case .leasing = state else { return unexpected("lease answer") }
+        guard let xid else {
+            state = .done
+            outcome.leased = false
+            return .finished(outcome)
+        }
+        state = .claiming(xid: xid, rewound: nil)
+        return .claim(xid: xid, rewound: nil)
+    }
+
+    public mutating func claimAnswered(_ claim: Claim) -> Action {
+        guard case .claiming(let xid, let rewound) = state else { return unexpected("claim answer") }
+        switch claim {
+        case .granted(let fence, let pushed):
+            self.fence = fence
+            alreadyPushed = pushed
+            ledger = PushLedger(alreadyPushed: pushed)
+            outcome.fence = fence
+            outcome.rewoundFrom = rewound
+            outcome.inherited = pushed.count
+            if stopRequested { return release() }
+            state = .relaying(.awaiting)
+            expected = [.fetch(limit: tempo.limit, after: nil)]
+            return .send(expected)
+        case .fenced(let newer):
+            guard rewound == nil else { return abandon(.fenced("token \(xid) is older than \(newer)")) }
+            state = .checkingRewind(xid: xid, seen: newer)
+            return .askNextTransactionID
+        }
+    }
+
+    /// The cluster's next transaction id, asked on the session holding the lock: a fence at or
+    /// above it was never handed out by this database's history (a restore or a promotion rewound
+    /// it), so this holder starts the next epoch from exactly that fence; otherwise it is fenced.
+    public mutating func nextTransactionID(_ next: Int64) -> Action {
+        guard case .checkingRewind(let xid, let seen) = state else { return unexpected("next transaction id") }
+        guard let seenXID = FencedPush.xid(inFence: seen), seenXID >= next else {
+            return abandon(.fenced("token \(xid) is older than \(seen)"))
+        }
+        state = .claiming(xid: xid, rewound: seen)
+        return .claim(xid: xid, rewound: seen)
+    }
+
+    public mutating func fetched(_ batch: Fetched) -> Action {
+        guard case .relaying(let step) = state, step == .awaiting || step == .draining, case .fetch = expected.first else {
+            return unexpected("fetched rows")
+        }
+        expected.removeFirst()
+        if step == .draining { return next() }
+        ledger.fetched(batch.ids, after: lastID, drained: batch.ids.isEmpty)
+        guard let last = batch.ids.last else { return next() }
+        lastID = last
+        outcome.handled += batch.ids.count
+        let fetchAgain = tempo.afterBatch(available: batch.available) == .fetchAgain && !stopRequested
+        outcome.carriedLimit = tempo.leftBacklog ? tempo.limit : nil
+        var group: [Statement] = []
+        if fetchAgain { group.append(.fetch(limit: tempo.limit, after: last)) }
+        if let marks = unmarked.take(), !marks.markIDs.isEmpty {
+            group.append(.mark(ids: marks.markIDs, scheduled: marks.scheduledIDs))
+        }
+        planned = batch.plan
+        if group.isEmpty { return pushPlanned() }
+        expected += group
+        state = .relaying(.sentBeforePush)
+        return .send(group)
+    }
+
+    /// The driver sent the group of the last ``Action/send(_:)``.
+    public mutating func sent() -> Action {
+        switch state {
+        case .relaying(.sentBeforePush): return pushPlanned()
+        case .relaying(.finalMark): return next()
+        case .relaying(.awaiting): return next()
+        default: return unexpected("sent")
+        }
+    }
+
+    public mutating func pushAnswered(_ push: Push) -> Action {
+        guard case .relaying(.awaiting) = state, let plan = planned.take() else { return unexpected("push answer") }
+        switch push {
+        case .pushed:
+            ledger.pushed(plan)
+            return afterPush(plan)
+        case .refused(let reason):
+            // Nothing of the batch reached Redis: it stays pending, and so does the rest of the
+            // key, to keep its order. The marks in flight still commit.
+            outcome.refused = reason
+            outcome.carriedLimit = nil
+            state = .relaying(.draining)
+            return next()
+        }
+    }
+
+    public mutating func marked() -> Action {
+        guard case .relaying = state, case .mark(let ids, _) = expected.first else { return unexpected("mark") }
+        expected.removeFirst()
+        ledger.marked(ids)
+        outcome.relayed += ids.count
+        return next()
+    }
+
+    public enum DeadLettered: Sendable, Equatable {
+        case moved
+        /// The rows could not be moved (the table is missing): they stay pending and are skipped.
+        case failed(String)
+    }
+
+    public mutating func deadLettered(_ result: DeadLettered) -> Action {
+        guard case .relaying = state, case .deadLetter(let rejections) = expected.first else { return unexpected("dead letters") }
+        expected.removeFirst()
+        if case .failed(let reason) = result { return .skip(rejections, because: reason) }
+        return next()
+    }
+
+    /// The driver passed over the rows of the last ``Action/skip(_:because:)``.
+    public mutating func skipped() -> Action {
+        guard case .relaying = state else { return unexpected("skipped") }
+        return next()
+    }
+
+    public mutating func redisReleased() -> Action {
+        guard case .releasingRedis = state else { return unexpected("Redis release") }
+        state = .releasingLease
+        return .releaseLease
+    }
+
+    public mutating func leaseReleased() -> Action {
+        guard case .releasingLease = state else { return unexpected("lease release") }
+        state = .done
+        return .finished(outcome)
+    }
+
+    /// A server failed to answer an action (connection lost, timeout, an error reply), or the
+    /// push was fenced: the lease is abandoned.
+    public mutating func failed(_ failure: Failure) -> Action {
+        abandon(failure)
+    }
+
+    /// Whether pipelined results are still in flight (the driver drains them after a failure).
+    public var isAwaitingResults: Bool { !expected.isEmpty }
+
+    // MARK: transitions
+
+    private mutating func pushPlanned() -> Action {
+        state = .relaying(.awaiting)
+        guard let plan = planned else { return next() }
+        if plan.pushedIDs.isEmpty {
+            planned = nil
+            return afterPush(plan)
+        }
+        return .push(plan, fence: fence, record: ledger.record(pushing: plan))
+    }
+
+    /// After batch `plan` is in Redis (or had nothing to push): its mark waits for the next round,
+    /// its bad rows go to the dead-letter table (or are skipped).
+    private mutating func afterPush(_ plan: BatchPlan) -> Action {
+        unmarked = plan
+        state = .relaying(.awaiting)
+        guard !plan.rejections.isEmpty else { return next() }
+        if let deadLetterProblem { return .skip(plan.rejections, because: deadLetterProblem) }
+        expected.append(.deadLetter(plan.rejections))
+        return .send([.deadLetter(plan.rejections)])
+    }
+
+    /// The next result to receive, or, with none in flight, the end of the lease.
+    private mutating func next() -> Action {
+        if let first = expected.first { return .receive(first) }
+        if case .relaying(.draining) = state { unmarked = nil }
+        if let marks = unmarked.take(), !marks.markIDs.isEmpty {
+            let mark = Statement.mark(ids: marks.markIDs, scheduled: marks.scheduledIDs)
+            expected = [mark]
+            state = .relaying(.finalMark)
+            return .send([mark])
+        }
+        return release()
+    }
+
+    private mutating func release() -> Action {
+        state = .releasingRedis
+        return .releaseRedis(fence: fence, remaining: ledger.remaining)
+    }
+
+    private mutating func abandon(_ failure: Failure) -> Action {
+        state = .done
+        return .abandon(failure)
+    }
+
+    private mutating func unexpected(_ event: String) -> Action {
+        abandon(.serverFailed("protocol error: \(event) in state \(state)"))
+    }
+}

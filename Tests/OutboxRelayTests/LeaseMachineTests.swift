@@ -1,0 +1,242 @@
+import OutboxRelay
+import Testing
+
+/// The lease protocol, event by event: each test feeds answers and compares the exact actions.
+@Suite struct LeaseMachineTests {
+    static func row(_ id: Int64, queue: String = "q", at: Double? = nil) -> OutboxRow {
+        let at = at.map { #","at":\#($0)"# } ?? ""
+        return OutboxRow(id: id, payload: Array(#"{"class":"J","queue":"\#(queue)","jid":"\#(id)"\#(at)}"#.utf8), createdAtMicros: 1_000_000)
+    }
+
+    static func fetched(_ ids: [Int64], available: Int? = nil, alreadyPushed: Set<Int64> = [], bad: Set<Int64> = []) -> LeaseMachine.Fetched {
+        let rows = ids.map { bad.contains($0) ? OutboxRow(id: $0, payload: Array("nope".utf8), createdAtMicros: 0) : row($0) }
+        let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, alreadyPushed: alreadyPushed, makeJID: { "x" })
+        return LeaseMachine.Fetched(ids: ids, plan: plan, available: available ?? ids.count)
+    }
+
+    static func plan(_ ids: [Int64], alreadyPushed: Set<Int64> = [], bad: Set<Int64> = []) -> BatchPlan {
+        fetched(ids, alreadyPushed: alreadyPushed, bad: bad).plan
+    }
+
+    /// A machine with its lease granted under fence `0:7` and its first fetch sent.
+    static func granted(batchSize: Int = 10, maximumBatches: Int = 10, alreadyPushed: Set<Int64> = [], deadLetterProblem: String? = nil)
+        -> LeaseMachine
+    {
+        var machine = LeaseMachine(
+            tempo: LeaseTempo(maximumBatches: maximumBatches, batchSize: batchSize, carriedLimit: batchSize), deadLetterProblem: deadLetterProblem)
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: alreadyPushed))
+        return machine
+    }
+
+    @Test func aKeyLeasedElsewhereEndsAtOnce() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        #expect(machine.start() == .tryLease)
+        var outcome = LeaseMachine.Outcome()
+        outcome.leased = false
+        #expect(machine.leaseAnswered(xid: nil) == .finished(outcome))
+    }
+
+    @Test func relaysOneBatchThenMarksReleasesAndFinishes() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10, carriedLimit: 10))
+        #expect(machine.start() == .tryLease)
+        #expect(machine.leaseAnswered(xid: 7) == .claim(xid: 7, rewound: nil))
+        #expect(machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: [])) == .send([.fetch(limit: 10, after: nil)]))
+        #expect(machine.sent() == .receive(.fetch(limit: 10, after: nil)))
+        // 3 of 10: the key is drained, so no fetch follows and nothing is marked yet.
+        #expect(machine.fetched(Self.fetched([1, 2, 3])) == .push(Self.plan([1, 2, 3]), fence: "0:7", record: [1, 2, 3]))
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2, 3], scheduled: [])]), "marked only after the push")
+        #expect(machine.sent() == .receive(.mark(ids: [1, 2, 3], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+        #expect(machine.redisReleased() == .releaseLease)
+        var outcome = LeaseMachine.Outcome(handled: 3, relayed: 3)
+        outcome.fence = "0:7"
+        #expect(machine.leaseReleased() == .finished(outcome))
+    }
+
+    @Test func pipelinesTheNextFetchAndThePreviousMarkAroundEachPush() {
+        var machine = Self.granted(batchSize: 2)
+        _ = machine.sent()
+        // Batch 1 is full: fetch batch 2 before pushing batch 1.
+        #expect(machine.fetched(Self.fetched([1, 2])) == .send([.fetch(limit: 2, after: 2)]))
+        #expect(machine.sent() == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 2, after: 2)))
+        // Batch 2: fetch batch 3 and mark batch 1 in one group, then push batch 2; the record
+        // covers batch 1, whose mark is in flight.
+        #expect(machine.fetched(Self.fetched([3, 4])) == .send([.fetch(limit: 2, after: 4), .mark(ids: [1, 2], scheduled: [])]))
+        guard case .push(let plan, _, let record) = machine.sent() else {
+            Issue.record("expected the push of batch 2")
+            return
+        }
+        #expect(plan == Self.plan([3, 4]))
+        #expect(record.sorted() == [1, 2, 3, 4])
+        #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 2, after: 4)))
+        // Batch 3 comes back empty: the key is drained.
+        #expect(machine.fetched(Self.fetched([])) == .receive(.mark(ids: [1, 2], scheduled: [])))
+        #expect(machine.marked() == .send([.mark(ids: [3, 4], scheduled: [])]))
+        #expect(machine.sent() == .receive(.mark(ids: [3, 4], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+    }
+
+    @Test func letsGoOfAKeyAfterItsBatchesAndCarriesTheBatchSize() {
+        var machine = Self.granted(batchSize: 2, maximumBatches: 1)
+        _ = machine.sent()
+        #expect(machine.fetched(Self.fetched([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        _ = machine.sent()
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+        _ = machine.redisReleased()
+        guard case .finished(let outcome) = machine.leaseReleased() else {
+            Issue.record("expected the end")
+            return
+        }
+        #expect(outcome.carriedLimit == 2, "the key still had a backlog")
+    }
+
+    @Test func marksWithoutPushingWhatAnEarlierHolderPushed() {
+        var machine = Self.granted(alreadyPushed: [1, 2])
+        #expect(machine.alreadyPushed == [1, 2])
+        _ = machine.sent()
+        let batch = Self.fetched([1, 2, 3], alreadyPushed: [1, 2])
+        #expect(batch.plan.pushedIDs == [3])
+        #expect(machine.fetched(batch).recordSorted == .push(batch.plan, fence: "0:7", record: [1, 2, 3]))
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2, 3], scheduled: [])]))
+        _ = machine.sent()
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+    }
+
+    @Test func keepsAnEarlierHoldersRowsThisLeaseDidNotReachInTheRecord() {
+        var machine = Self.granted(batchSize: 2, maximumBatches: 1, alreadyPushed: [9])
+        _ = machine.sent()
+        let batch = Self.fetched([1, 2], alreadyPushed: [9])
+        #expect(machine.fetched(batch).recordSorted == .push(batch.plan, fence: "0:7", record: [1, 2, 9]))
+        _ = machine.pushAnswered(.pushed)
+        _ = machine.sent()
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: [9]))
+    }
+
+    @Test func aBatchWithNothingToPushIsOnlyMarked() {
+        var machine = Self.granted(alreadyPushed: [1])
+        _ = machine.sent()
+        #expect(machine.fetched(Self.fetched([1], alreadyPushed: [1])) == .send([.mark(ids: [1], scheduled: [])]))
+    }
+
+    @Test func deadLettersBadRowsAfterThePushAndSkipsThemWithoutTheTable() {
+        var machine = Self.granted()
+        _ = machine.sent()
+        let batch = Self.fetched([1, 2], bad: [2])
+        let rejections = batch.plan.rejections
+        #expect(rejections.map(\.id) == [2])
+        _ = machine.fetched(batch)
+        #expect(machine.pushAnswered(.pushed) == .send([.deadLetter(rejections)]))
+        #expect(machine.sent() == .receive(.deadLetter(rejections)))
+        #expect(machine.deadLettered(.failed("no table")) == .skip(rejections, because: "no table"))
+        #expect(machine.skipped() == .send([.mark(ids: [1], scheduled: [])]))
+
+        var without = Self.granted(deadLetterProblem: "the table is missing")
+        _ = without.sent()
+        _ = without.fetched(batch)
+        #expect(without.pushAnswered(.pushed) == .skip(rejections, because: "the table is missing"))
+    }
+
+    @Test func aRefusedPushMarksNothingOfItsBatchButLetsTheMarksInFlightCommit() {
+        var machine = Self.granted(batchSize: 2)
+        _ = machine.sent()
+        _ = machine.fetched(Self.fetched([1, 2]))
+        _ = machine.sent()
+        _ = machine.pushAnswered(.pushed)
+        #expect(machine.fetched(Self.fetched([3, 4])) == .send([.fetch(limit: 2, after: 4), .mark(ids: [1, 2], scheduled: [])]))
+        _ = machine.sent()
+        #expect(machine.pushAnswered(.refused("wrong type")) == .receive(.fetch(limit: 2, after: 4)))
+        #expect(machine.fetched(Self.fetched([5, 6])) == .receive(.mark(ids: [1, 2], scheduled: [])), "fetched rows are dropped")
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []), "3 and 4 are neither marked nor recorded")
+        _ = machine.redisReleased()
+        guard case .finished(let outcome) = machine.leaseReleased() else {
+            Issue.record("expected the end")
+            return
+        }
+        #expect(outcome.refused == "wrong type")
+        #expect(outcome.relayed == 2)
+    }
+
+    @Test func aFenceAheadOfTheClustersTransactionIdsStartsTheNextEpoch() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 700)
+        #expect(machine.claimAnswered(.fenced(newerToken: "0:9000")) == .askNextTransactionID)
+        #expect(machine.nextTransactionID(701) == .claim(xid: 700, rewound: "0:9000"))
+        #expect(machine.claimAnswered(.granted(fence: "1:700", alreadyPushed: [])) == .send([.fetch(limit: 10, after: nil)]))
+    }
+
+    @Test func aFenceBelowTheClustersTransactionIdsIsAZombieLease() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 700)
+        _ = machine.claimAnswered(.fenced(newerToken: "0:705"))
+        #expect(machine.nextTransactionID(706) == .abandon(.fenced("token 700 is older than 0:705")))
+
+        var twice = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = twice.start()
+        _ = twice.leaseAnswered(xid: 700)
+        _ = twice.claimAnswered(.fenced(newerToken: "0:9000"))
+        _ = twice.nextTransactionID(701)
+        #expect(twice.claimAnswered(.fenced(newerToken: "1:710")) == .abandon(.fenced("token 700 is older than 1:710")), "one new epoch at most")
+    }
+
+    @Test func aStopFinishesTheBatchInHandAndFetchesNoMore() {
+        var machine = Self.granted(batchSize: 2)
+        _ = machine.sent()
+        machine.requestStop()
+        #expect(machine.fetched(Self.fetched([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2], scheduled: [])]))
+
+        var early = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = early.start()
+        _ = early.leaseAnswered(xid: 7)
+        early.requestStop()
+        #expect(early.claimAnswered(.granted(fence: "0:7", alreadyPushed: [3])) == .releaseRedis(fence: "0:7", remaining: [3]))
+    }
+
+    /// Whatever step fails, the lease is abandoned (its record kept for the next holder), and
+    /// nothing is marked that was not pushed.
+    @Test func aFailureAtAnyStepAbandonsTheLease() {
+        let failure = LeaseMachine.Failure.serverFailed("gone")
+        var steps: [(String, (inout LeaseMachine) -> LeaseMachine.Action)] = []
+        steps.append(("start", { $0.start() }))
+        steps.append(("lease", { $0.leaseAnswered(xid: 7) }))
+        steps.append(("claim", { $0.claimAnswered(.granted(fence: "0:7", alreadyPushed: [])) }))
+        steps.append(("sent", { $0.sent() }))
+        steps.append(("fetched", { $0.fetched(Self.fetched([1, 2])) }))
+        steps.append(("pushed", { $0.pushAnswered(.pushed) }))
+        steps.append(("sent", { $0.sent() }))
+        steps.append(("marked", { $0.marked() }))
+        steps.append(("redis released", { $0.redisReleased() }))
+        for failAt in 1..<steps.count {
+            var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10, carriedLimit: 10))
+            var actions: [LeaseMachine.Action] = []
+            for step in steps.prefix(failAt) { actions.append(step.1(&machine)) }
+            #expect(machine.failed(failure) == .abandon(failure), "failing after \(steps[failAt - 1].0)")
+            #expect(!actions.contains { if case .send(let group) = $0 { group.contains { if case .mark = $0 { true } else { false } } } else { false } } || failAt > 5)
+            if case .abandon = machine.sent() {} else { Issue.record("an abandoned lease takes no more events") }
+        }
+    }
+
+    @Test func answersOutOfTurnAbandonTheLease() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = machine.start()
+        guard case .abandon(.serverFailed(let reason)) = machine.marked() else {
+            Issue.record("a mark before any lease must abandon")
+            return
+        }
+        #expect(reason.hasPrefix("protocol error: mark"))
+    }
+}
+
+extension LeaseMachine.Action {
+    /// The same push with its record sorted (a record is a set).
+    fileprivate var recordSorted: LeaseMachine.Action {
+        guard case .push(let plan, let fence, let record) = self else { return self }
+        return .push(plan, fence: fence, record: record.sorted())
+    }
+}

@@ -1,0 +1,276 @@
+import OutboxRelay
+
+/// A seeded, deterministic world: PostgreSQL and Redis models, an application committing rows,
+/// several relay instances, and faults drawn from the seed. ``run()`` returns the violated
+/// invariants (none when the promise held); the same seed replays the same run exactly.
+final class Simulation {
+    struct Options {
+        /// Faults the run may not inject, by their number in the run (to shrink a failing run).
+        var disabledFaults: Set<Int> = []
+        var tracing = false
+    }
+
+    struct Random {
+        private var state: UInt64
+
+        init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+
+        /// SplitMix64.
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+
+        mutating func int(_ range: ClosedRange<Int>) -> Int {
+            range.lowerBound + Int(next() % UInt64(range.count))
+        }
+
+        mutating func chance(_ probability: Double) -> Bool {
+            Double(next() >> 11) / Double(1 << 53) < probability
+        }
+
+        mutating func pick<T>(_ items: [T]) -> T { items[int(0...(items.count - 1))] }
+    }
+
+    let seed: UInt64
+    var random: Random
+    let postgres: PostgresModel
+    let redis = RedisModel()
+    let scripts: LuaScripts
+    private(set) var relays: [SimulatedRelay] = []
+    private(set) var now = 0
+    /// A step is 10 ms of the relay's clock (backoffs, refused keys, scheduled jobs).
+    var nowMicros: Int64 { 1_800_000_000_000_000 + Int64(now) * 10_000 }
+    private let options: Options
+    private(set) var traced: [String] = []
+    private(set) var faults: [String] = []
+    private var faultNumber = 0
+    private(set) var violations: [String] = []
+
+    /// Faults after which Redis may hold a job twice: the relay's own keys lost, or a database
+    /// restored to an earlier state (its rows marked since are relayed again).
+    private var duplicatesExcused = false
+    /// Jobs whose rows a restore took away: their jobs may stay in Redis.
+    private var restored = false
+    /// Keys of the wrong type the run set, to fix once the faults are over.
+    private var wrongTyped: [String] = []
+    private let databases: [Int]
+    private let keys: [SplitKey]
+    private let queues: [String]
+    private var produced = 0
+    private let rowsToProduce: Int
+    private let faultSteps: Int
+
+    init(seed: UInt64, scripts: LuaScripts, options: Options = Options()) {
+        self.seed = seed
+        self.scripts = scripts
+        self.options = options
+        random = Random(seed: seed)
+        // Sometimes two databases of one cluster share the Redis database, with the same table and keys.
+        databases = random.chance(0.3) ? [16_384, 16_385] : [16_384]
+        postgres = PostgresModel(databases: databases)
+        keys = Array([SplitKey.named("a"), .named("b"), .null, .named("caf\u{E9}")].prefix(random.int(1...4)))
+        // Queue names that Swift's String calls equal (NFC and NFD) must stay two queues.
+        queues = ["q", "caf\u{E9}", "cafe\u{301}"]
+        rowsToProduce = random.int(10...60)
+        faultSteps = random.int(100...600)
+        for name in 0..<random.int(1...3) {
+            relays.append(
+                SimulatedRelay(
+                    name: name, database: random.pick(databases), batchSize: random.int(1...6), batchesPerLease: random.int(1...4)))
+        }
+        // Every database has a relay.
+        for database in databases where !relays.contains(where: { $0.database == database }) {
+            relays.append(SimulatedRelay(name: relays.count, database: database, batchSize: random.int(1...6), batchesPerLease: 3))
+        }
+        postgres.onMark = { [unowned self] database, rows in
+            for row in rows where redis.written[Self.jid(database: database, id: row.id)] == nil {
+                violate("row \(row.id) of database \(database) was marked enqueued while its job is not in Redis")
+            }
+        }
+    }
+
+    static func jid(database: Int, id: Int64) -> String {
+        String(String(format: "%012x%012x", database, id).suffix(24))
+    }
+
+    func trace(_ line: @autoclosure () -> String) {
+        if options.tracing { traced.append("[\(now)] \(line())") }
+    }
+
+    private func violate(_ message: String) {
+        violations.append("step \(now): \(message)")
+    }
+
+    // MARK: Redis calls with their faults
+
+    struct ConnectionDropped: Error {}
+
+    /// Runs a script for a relay; the connection may drop before it runs, or after it ran (the
+    /// reply lost).
+    func redisScript(_ script: LuaScripts.Script, _ command: RedisCommand, by relay: SimulatedRelay) throws -> RedisReply {
+        if inFaultPhase, random.chance(0.02), fault("Redis connection of relay \(relay.name) dropped before the \(script) script") {
+            throw ConnectionDropped()
+        }
+        let reply = scripts.run(command, script: script, on: redis)
+        if inFaultPhase, random.chance(0.03), fault("reply to relay \(relay.name)'s \(script) script lost after it ran") {
+            throw ConnectionDropped()
+        }
+        return reply
+    }
+
+    private var inFaultPhase: Bool { now < faultSteps }
+
+    /// Whether fault number n may happen; records it.
+    private func fault(_ description: @autoclosure () -> String) -> Bool {
+        faultNumber += 1
+        guard !options.disabledFaults.contains(faultNumber) else { return false }
+        faults.append("#\(faultNumber) at step \(now): \(description())")
+        trace("FAULT #\(faultNumber): \(description())")
+        return true
+    }
+
+    // MARK: the run
+
+    func run() -> [String] {
+        let limit = faultSteps + 20_000
+        while now < limit {
+            now += 1
+            produce()
+            if inFaultPhase { injectFault() } else if now == faultSteps { endFaults() }
+            // The server runs pipelined groups whenever it likes.
+            for session in postgres.sessionsWithUnrunGroups where random.chance(0.3) { postgres.runNextGroup(session) }
+            random.pick(relays).step(in: self)
+            if !inFaultPhase, produced == rowsToProduce, now % 16 == 0, allRowsDone() { break }
+        }
+        checkFinal(quiescent: allRowsDone())
+        return violations
+    }
+
+    private func produce() {
+        guard produced < rowsToProduce, random.chance(0.15) else { return }
+        let database = random.pick(databases)
+        let key = random.pick(keys)
+        let id = postgres.databases[database]!.nextID
+        let jid = Self.jid(database: database, id: id)
+        let queue = random.pick(queues)
+        var micros: Int64 = 757_000_000_000_000
+        var payload = #"{"class":"J","queue":"\#(queue)","args":[\#(id)],"jid":"\#(jid)""#
+        if random.chance(0.1) { payload += #","at":\#(Double(nowMicros) / 1_000_000 + 3_600)"# }
+        payload += "}"
+        if random.chance(0.05) { payload = "not json \(jid)" }
+        if random.chance(0.03) { micros = random.chance(0.5) ? .max : .min }
+        postgres.insert(database: database, key: key, payload: Array(payload.utf8), postgresMicros: micros)
+        produced += 1
+    }
+
+    private func injectFault() {
+        guard random.chance(0.03) else { return }
+        let relay = random.pick(relays)
+        switch random.int(0...9) {
+        case 0, 1:
+            if fault("relay \(relay.name) killed") { relay.crash(in: self, restartAt: now + random.int(1...40)) }
+        case 2, 3:
+            // A zombie: paused while its session is cut, so another instance takes its lease; its
+            // next action still runs when it resumes.
+            if relay.isLeasing, fault("relay \(relay.name) paused, its PostgreSQL session cut") {
+                relay.pausedUntil = now + random.int(10...80)
+                relay.cutSession(in: self)
+            }
+        case 4:
+            if fault("PostgreSQL restarted") { postgres.endAll(commits: { _ in self.random.chance(0.5) }) }
+        case 5:
+            let key = random.chance(0.5) ? "queue:\(random.pick(queues))" : random.pick(["schedule", "queues"])
+            if redis.value(Array(key.utf8)) == nil, fault("Redis key \(key) set to a string") {
+                redis.set(key, .string(Array("oops".utf8)))
+                wrongTyped.append(key)
+            }
+        case 6:
+            if let key = wrongTyped.popLast(), fault("Redis key \(key) fixed") { redis.set(key, nil) }
+        case 7:
+            if fault("Redis lost the relay's fence and record keys") {
+                redis.evictRelayKeys()
+                duplicatesExcused = true
+            }
+        case 8:
+            if !postgres.hasSnapshot, fault("backup of PostgreSQL taken") { postgres.takeSnapshot() }
+        default:
+            if postgres.hasSnapshot, !restored, fault("PostgreSQL restored from the backup") {
+                postgres.restoreSnapshot()
+                restored = true
+                duplicatesExcused = true
+            }
+        }
+    }
+
+    private func endFaults() {
+        for key in wrongTyped { redis.set(key, nil) }
+        wrongTyped = []
+        for relay in relays { relay.pausedUntil = 0 }
+    }
+
+    private func allRowsDone() -> Bool {
+        postgres.databases.values.allSatisfy { $0.rows.values.allSatisfy { !$0.isPending } }
+    }
+
+    // MARK: invariants
+
+    private func checkFinal(quiescent: Bool) {
+        if !quiescent {
+            let pending = postgres.databases.flatMap { database, state in
+                state.rows.values.filter(\.isPending).map { "\(database)/\($0.id)" }
+            }
+            violate("stalled: rows still pending \(pending.sorted().prefix(10)) long after the faults ended")
+        }
+        var expected: [String: (database: Int, row: PostgresModel.Row)] = [:]
+        for (database, state) in postgres.databases {
+            for row in state.rows.values {
+                let jid = Self.jid(database: database, id: row.id)
+                expected[jid] = (database, row)
+                let bad = row.payload.first != UInt8(ascii: "{") || row.postgresMicros == .max || row.postgresMicros == .min
+                if let reason = row.deadLetter, !bad { violate("row \(jid) was dead-lettered: \(reason)") }
+                if bad, row.enqueued { violate("row \(jid) cannot be relayed, yet it is marked enqueued") }
+                guard row.enqueued else { continue }
+                let count = redis.written[jid] ?? 0
+                if count == 0 { violate("row \(jid) is marked enqueued, but its job never reached Redis") }
+                if count > 1, !duplicatesExcused { violate("row \(jid)'s job was written to Redis \(count) times") }
+            }
+        }
+        if !restored {
+            for (jid, _) in redis.written where expected[jid] == nil { violate("Redis has job \(jid) of no row") }
+        }
+        checkQueues(expected)
+    }
+
+    /// Every job is in the queue it names, byte for byte, and each split key's jobs are in row order.
+    private func checkQueues(_ expected: [String: (database: Int, row: PostgresModel.Row)]) {
+        for (key, value) in redis.keys {
+            guard key.starts(with: Array("queue:".utf8)), case .list(let jobs) = value else { continue }
+            let queue = Array(key.dropFirst(6))
+            var lastID: [String: Int64] = [:]
+            // LPUSH puts the newest at the head; Sidekiq takes from the tail.
+            for job in jobs.reversed() {
+                guard let named = Self.queue(in: job), named == queue else {
+                    violate("job \(RedisModel.jid(in: job) ?? "?") landed in queue:\(String(decoding: queue, as: UTF8.self))")
+                    continue
+                }
+                guard !duplicatesExcused, let jid = RedisModel.jid(in: job), let origin = expected[jid] else { continue }
+                let order = "\(origin.database)/\(origin.row.key)"
+                if let last = lastID[order], last >= origin.row.id {
+                    violate("queue \(String(decoding: queue, as: UTF8.self)) has row \(origin.row.id) of \(order) after row \(last)")
+                }
+                lastID[order] = origin.row.id
+            }
+        }
+    }
+
+    /// The raw bytes of a job's `queue` (the simulation's payloads have no escapes).
+    static func queue(in job: [UInt8]) -> [UInt8]? {
+        let marker = Array(#""queue":""#.utf8)
+        guard let start = job.firstRange(of: marker)?.upperBound, let end = job[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        return Array(job[start..<end])
+    }
+}
