@@ -23,6 +23,7 @@ doc="$root/usr/share/doc/outbox-relay"
 install -m 644 "$debian/copyright" "$doc/copyright"
 gzip -9n <"$debian/changelog" >"$doc/changelog.Debian.gz"
 chmod 644 "$doc/changelog.Debian.gz"
+install -D -m 644 "$debian/lintian-overrides" "$root/usr/share/lintian/overrides/outbox-relay"
 for script in postinst prerm postrm; do
     install -m 755 "$debian/$script" "$root/DEBIAN/$script"
 done
