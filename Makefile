@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus liblua5.1-0-dev lintian debootstrap systemd-container util-linux procps
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus influxdb python3-psycopg2 ruby-activerecord ruby-pg postgresql-client liblua5.1-0-dev faketime lintian debootstrap systemd-container util-linux procps
 
 ROWS ?= 100000
 REPEAT ?= 3
@@ -32,7 +32,9 @@ all: build
 deps:
 	@scripts/deps.sh
 
-# A real Sidekiq (Debian's ruby-sidekiq 6.4) runs the relayed jobs in the integration tests.
+# A real Sidekiq (Debian's ruby-sidekiq 6.4) runs the relayed jobs in the integration tests; a real
+# InfluxDB 1.6 takes --metrics-url's points; psql, ActiveRecord and psycopg2 run the README's
+# "Writing jobs from your app" snippets.
 test-deps:
 	@scripts/deps.sh $(TEST_PACKAGES)
 

@@ -15,8 +15,8 @@ echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the packaged servers; the project only uses its own throwaway ones.
-for service in postgresql redis-server; do
+# Debian starts the packaged servers; the project only uses its own throwaway ones (InfluxDB too).
+for service in postgresql redis-server influxdb; do
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$service" 2>/dev/null; then
         systemctl stop "$service" || true
     fi

@@ -79,7 +79,7 @@ public struct UnknownVariable: Sendable, Equatable {
 
     /// Whether `name` is so near a flag's variable that it must be a misspelling of it
     /// (`OUTBOX_RELAY_BATCH_SZIE`): at most 2 edits, and fewer than half the letters after the
-    /// prefix. The relay refuses to start with such a variable; it only warns about others (such
+    /// prefix. The relay refuses to start with such a variable; it only logs a notice about others (such
     /// as a tool's own `OUTBOX_RELAY_BIN`), naming the closest flag all the same.
     public var isMisspelledFlag: Bool {
         let suffix = name.utf8.count - EnvironmentArguments.prefix.utf8.count

@@ -4,6 +4,17 @@
 /// ``maximumDepth`` deep) but only the top level is indexed, and nothing is decoded until asked:
 /// the relay reads a handful of fields (`queue`, `at`, `jid`) and splices `enqueued_at` into the
 /// original bytes, so every other value reaches Redis byte for byte.
+///
+/// What it accepts is what both RFC 8259 and Sidekiq's parser accept: Sidekiq 6.4 reads each job
+/// with a plain `JSON.parse` (Ruby's json 2.6.1 on Debian 12), which refuses nesting deeper than
+/// 100 and gives unpaired `\uD800`-style surrogates meanings of its own, so the scan refuses
+/// both. json 2.6.1 also takes `/* */` and `//` comments, escapes such as `\'` or `\x`, and bytes
+/// that are not UTF-8; the scan refuses those on purpose, though Sidekiq would parse the job
+/// today: json 2.17 rejects such escapes, comments are deprecated (refused from json 3.0), and a
+/// string that is not UTF-8 makes Sidekiq's own `JSON.generate` raise when it retries the job.
+/// A refused payload is dead-lettered, where it can be fixed and retried; a pushed one that
+/// Sidekiq cannot read goes to its dead set unrun, or is lost when scheduled. The differential
+/// test `JSONDifferentialTests` holds the scan to Ruby's verdicts, keys and decoded strings.
 public struct JSONObjectScan: Sendable {
     /// The JSON type of a member's value.
     public enum Kind: Sendable, Equatable {
@@ -21,7 +32,11 @@ public struct JSONObjectScan: Sendable {
         public let kind: Kind
     }
 
-    public static let maximumDepth = 256
+    /// How deep objects and arrays may nest, the payload's own object counting as 1: Ruby's
+    /// `JSON.parse` (json 2.x, as Sidekiq calls it) raises `NestingError` beyond its default
+    /// `max_nesting` of 100, so Sidekiq could not read a deeper job. Such a payload is
+    /// dead-lettered, not pushed.
+    public static let maximumDepth = 100
 
     public let bytes: [UInt8]
     public let members: [Member]
@@ -34,9 +49,10 @@ public struct JSONObjectScan: Sendable {
         self.bytes = bytes
     }
 
-    /// The last member with this key, as JSON parsers that keep the last duplicate see it.
+    /// The last member with this key, as JSON parsers that keep the last duplicate see it. Keys
+    /// are compared as bytes, as Ruby's Hash does: `"caf\u00e9"` and `"cafe\u0301"` are two keys.
     public func member(_ key: String) -> Member? {
-        members.last { $0.key == key }
+        members.last { $0.key.utf8.elementsEqual(key.utf8) }
     }
 
     /// The member's value decoded as a string, or `nil` when it is not a JSON string.
@@ -88,8 +104,8 @@ private struct Parser {
 
     // MARK: values
 
+    /// Parses the value at `index`, inside a container `depth` deep.
     mutating func parseValue(depth: Int) throws(JSONScanError) -> JSONObjectScan.Kind {
-        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
         guard let byte = peek() else { throw fail("unexpected end of JSON") }
         switch byte {
         case UInt8(ascii: "{"):
@@ -119,6 +135,7 @@ private struct Parser {
     }
 
     mutating func parseObject(depth: Int, collect: Bool) throws(JSONScanError) -> [JSONObjectScan.Member] {
+        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
         index += 1  // {
         var members: [JSONObjectScan.Member] = []
         skipWhitespace()
@@ -152,6 +169,7 @@ private struct Parser {
     }
 
     mutating func parseArray(depth: Int) throws(JSONScanError) {
+        guard depth <= JSONObjectScan.maximumDepth else { throw fail("JSON nested too deeply") }
         index += 1  // [
         skipWhitespace()
         if peek() == UInt8(ascii: "]") {
@@ -221,21 +239,28 @@ private struct Parser {
         default: throw fail("invalid escape in a string")
         }
         if let simple { return simple }
-        var scalar = try parseHex4()
-        if (0xD800..<0xDC00).contains(scalar),
-            peek() == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
-        {
-            let save = index
+        let start = index - 2
+        let scalar = try parseHex4()
+        // RFC 8259 lets a string hold an unpaired surrogate, but no parser agrees on what it means:
+        // Ruby's json 2.6 raises on a high one near the string's end, turns one followed by
+        // another escape into a different character (`\ud800\u0041` is U+10041), replaces one
+        // followed by text with "?" and swallows a character, and makes a lone low one into bytes
+        // that are not UTF-8, which Sidekiq cannot write back (JSON.generate raises). Refused.
+        switch scalar {
+        case 0xDC00..<0xE000:
+            throw JSONScanError(message: "unpaired surrogate in a \\u escape", offset: start)
+        case 0xD800..<0xDC00:
+            guard peek() == UInt8(ascii: "\\"), index + 1 < bytes.count, bytes[index + 1] == UInt8(ascii: "u")
+            else { throw JSONScanError(message: "unpaired surrogate in a \\u escape", offset: start) }
             index += 2
             let low = try parseHex4()
-            if (0xDC00..<0xE000).contains(low) {
-                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-            } else {
-                index = save
+            guard (0xDC00..<0xE000).contains(low) else {
+                throw JSONScanError(message: "unpaired surrogate in a \\u escape", offset: start)
             }
+            return Unicode.Scalar(0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00))!
+        default:
+            return Unicode.Scalar(scalar)!
         }
-        // Lone surrogates are valid JSON; they decode to U+FFFD, as most parsers do.
-        return Unicode.Scalar(scalar) ?? "\u{FFFD}"
     }
 
     mutating func parseHex4() throws(JSONScanError) -> UInt32 {

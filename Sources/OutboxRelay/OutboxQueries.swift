@@ -100,19 +100,14 @@ public struct OutboxQueries: Sendable {
                 """
             parameters = [format, key.value, skipping.postgresArrayLiteral, String(limit), after.map(String.init), String(maxBytes)]
         case .reliableJob:
-            page = """
-                SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM \(table.quoted) \
-                WHERE status = 'pending' AND id <> ALL($1::int8[]) \
-                AND id > coalesce($3::int8, (SELECT min(id) - 1 FROM \(table.quoted) WHERE status = 'pending')) \
-                ORDER BY id LIMIT $2
-                """
+            page = reliableJobPage
             parameters = [skipping.postgresArrayLiteral, String(limit), after.map(String.init), String(maxBytes)]
         }
         let bytesParameter = "$\(parameters.count)"
         return SQLStatement(
             name: key == .null && layout == .res ? "outbox_fetch_null" : "outbox_fetch",
             """
-            SELECT id, payload, created_at, jid, running FROM (\
+            \(layout == .reliableJob ? reliableJobParking + " " : "")SELECT id, payload, created_at, jid, running FROM (\
             SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
             FROM (\(page)) AS page) AS sized \
             WHERE running - octet_length(payload) < \(bytesParameter)::int8 ORDER BY id
@@ -156,7 +151,10 @@ public struct OutboxQueries: Sendable {
         case .reliableJob:
             return SQLStatement(
                 name: "outbox_pending_keys",
-                "SELECT NULL::varchar WHERE EXISTS (SELECT 1 FROM \(table.quoted) WHERE status = 'pending')")
+                """
+                SELECT NULL::varchar WHERE EXISTS (SELECT 1 FROM \(table.quoted) WHERE status = 'pending') \
+                OR EXISTS (SELECT 1 FROM \(table.quoted) WHERE \(Self.keptScheduled) AND \(Self.due))
+                """)
         }
     }
 
@@ -174,7 +172,7 @@ public struct OutboxQueries: Sendable {
                 name: "outbox_mark",
                 """
                 UPDATE \(table.quoted) SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \
-                enqueued_at = \(Self.utcNow), updated_at = \(Self.utcNow) WHERE id = ANY($1::int8[]) AND status = 'pending'
+                enqueued_at = \(Self.utcNow), updated_at = \(Self.utcNow) WHERE id = ANY($1::int8[]) AND \(pendingCondition)
                 """, [ids.postgresArrayLiteral, scheduled.postgresArrayLiteral])
         }
     }
@@ -221,8 +219,60 @@ public struct OutboxQueries: Sendable {
         SQLStatement(name: "outbox_release", "SELECT pg_advisory_unlock($1::int8)", [String(key.value)])
     }
 
+    /// Rows the relay may still push: for sidekiq-reliable_job also the future jobs it keeps in the
+    /// table (see ``reliableJobParking``).
     private var pendingCondition: String {
-        layout == .res ? "enqueued_at IS NULL" : "status = 'pending'"
+        layout == .res ? "enqueued_at IS NULL" : "(status = 'pending' OR \(Self.keptScheduled))"
+    }
+
+    // MARK: sidekiq-reliable_job's scheduled jobs
+
+    /// A future job of the reliable_job layout stays in the table, `status = 'scheduled'` with no
+    /// `enqueued_at`, and goes straight to its queue when due. Pushed to Sidekiq's `schedule` set
+    /// instead, it would be lost with the gem's client middleware installed: Sidekiq's scheduler
+    /// calls the middleware when it moves the job to its queue, the middleware stages it again, and
+    /// that insert fails on the gem's unique `jid` index after the job left the schedule. (The gem's
+    /// own enqueuer marks its scheduled rows with `enqueued_at`, so they are never taken for these.)
+    static let keptScheduled = "(status = 'scheduled' AND enqueued_at IS NULL)"
+
+    /// The payload's `at` lies in the future (by PostgreSQL's clock); CASE keeps the cast from
+    /// seeing an `at` that is not a number.
+    static let future = "CASE WHEN json_typeof(payload::json->'at') = 'number' THEN (payload::json->>'at')::numeric > extract(epoch FROM now()) ELSE false END"
+
+    static let due = "NOT \(future)"
+
+    /// The start of a lease's first page: before the smallest pending or due row.
+    private var reliableJobStart: String {
+        let t = table.quoted
+        return """
+            coalesce($3::int8, least((SELECT min(id) FROM \(t) WHERE status = 'pending' AND \(Self.due)), \
+            (SELECT min(id) FROM \(t) WHERE \(Self.keptScheduled) AND \(Self.due))) - 1)
+            """
+    }
+
+    /// Marks the future jobs among the next `limit` pending rows as kept scheduled, in the fetch
+    /// itself (so the work is bounded by the batch); a future row past that window is reached by
+    /// a later fetch, at the latest by the next lease's first one.
+    private var reliableJobParking: String {
+        let t = table.quoted
+        return """
+            WITH kept AS (UPDATE \(t) SET status = 'scheduled', updated_at = \(Self.utcNow) WHERE id IN (\
+            SELECT id FROM (SELECT id, payload FROM \(t) WHERE status = 'pending' AND ($3::int8 IS NULL OR id > $3::int8) \
+            ORDER BY id LIMIT $2) AS next WHERE \(Self.future)) RETURNING id)
+            """
+    }
+
+    /// Pending rows that are not for later, and kept scheduled rows that are due, which go to their
+    /// queue at once: their `at` is taken out, as Sidekiq's scheduler pushes them.
+    private var reliableJobPage: String {
+        let t = table.quoted
+        return """
+            SELECT * FROM ((SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM \(t) \
+            WHERE status = 'pending' AND id <> ALL($1::int8[]) AND id > \(reliableJobStart) AND \(Self.due) ORDER BY id LIMIT $2) \
+            UNION ALL (SELECT id, convert_to((payload::jsonb - 'at')::text, 'UTF8'), created_at, jid FROM \(t) \
+            WHERE \(Self.keptScheduled) AND id <> ALL($1::int8[]) AND id > \(reliableJobStart) AND \(Self.due) ORDER BY id LIMIT $2)) \
+            AS relayable ORDER BY id LIMIT $2
+            """
     }
 
     // MARK: status
@@ -337,39 +387,33 @@ public struct OutboxQueries: Sendable {
     }
 
     /// The DDL for the outbox table of the layout (as its gem's migration creates it), its indexes,
-    /// the relay's partial index on pending rows, and the dead-letter table; all idempotent.
-    public var createStatements: [String] {
-        let t = table.quoted
-        func index(_ suffix: String) -> String { table.sibling(named: String((table.name + suffix).utf8.prefix(63))!).quotedName }
-        var statements: [String]
+    /// the relay's partial index on pending rows, and the dead-letter table; all idempotent. This is
+    /// the script for a new table; `migrate` looks at the database first (``MigrationPlan``).
+    public var createStatements: [String] { MigrationPlan(queries: self).statements }
+
+    /// The outbox table of the layout, as its gem's migration creates it, when missing.
+    public var createTableStatement: String {
         switch layout {
         case .res:
-            statements = [
-                """
-                CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, split_key varchar NULL, \
-                format varchar NOT NULL, payload bytea NOT NULL, created_at timestamp(6) NOT NULL, \
-                enqueued_at timestamp(6) NULL)
-                """,
-                "CREATE INDEX IF NOT EXISTS \(index("_format_enqueued_split")) ON \(t) (format, enqueued_at, split_key)",
-                "CREATE INDEX IF NOT EXISTS \(index("_created_enqueued")) ON \(t) (created_at, enqueued_at)",
-                "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (format, split_key, id) WHERE enqueued_at IS NULL",
-            ]
-        case .reliableJob:
-            statements = [
-                """
-                CREATE TABLE IF NOT EXISTS \(t) (id bigserial PRIMARY KEY, jid varchar NOT NULL, \
-                job_class varchar NOT NULL, payload json NOT NULL, status varchar NOT NULL DEFAULT 'pending', \
-                enqueued_at timestamp(6) NULL, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL)
-                """,
-                "CREATE INDEX IF NOT EXISTS \(index("_jid")) ON \(t) (jid)",
-                "CREATE INDEX IF NOT EXISTS \(index("_pending")) ON \(t) (id) WHERE status = 'pending'",
-            ]
-        }
-        statements.append(
             """
-            CREATE TABLE IF NOT EXISTS \(deadLetterTable.quoted) (LIKE \(t), error text NOT NULL, \
-            dead_lettered_at timestamp(6) NOT NULL DEFAULT \(Self.utcNow), PRIMARY KEY (id))
-            """)
-        return statements
+            CREATE TABLE IF NOT EXISTS \(table.quoted) (id bigserial PRIMARY KEY, split_key varchar NULL, \
+            format varchar NOT NULL, payload bytea NOT NULL, created_at timestamp(6) NOT NULL, \
+            enqueued_at timestamp(6) NULL)
+            """
+        case .reliableJob:
+            """
+            CREATE TABLE IF NOT EXISTS \(table.quoted) (id bigserial PRIMARY KEY, jid varchar NOT NULL, \
+            job_class varchar NOT NULL, payload json NOT NULL, status varchar NOT NULL DEFAULT 'pending', \
+            enqueued_at timestamp(6) NULL, created_at timestamp(6) NOT NULL, updated_at timestamp(6) NOT NULL)
+            """
+        }
+    }
+
+    /// The dead-letter table: the outbox's columns plus `error` and `dead_lettered_at`.
+    public var createDeadLetterTableStatement: String {
+        """
+        CREATE TABLE IF NOT EXISTS \(deadLetterTable.quoted) (LIKE \(table.quoted), error text NOT NULL, \
+        dead_lettered_at timestamp(6) NOT NULL DEFAULT \(Self.utcNow), PRIMARY KEY (id))
+        """
     }
 }

@@ -29,6 +29,17 @@ public struct RelayConfiguration: Sendable {
     public var notifyChannel: String
     /// Seconds any single call to PostgreSQL or Redis may take before it counts as failed.
     public var networkTimeout: Double
+    /// Whether to count pending rows per key every 15 s for the metrics (always done while
+    /// `/metrics` is served; `--metrics-url` needs them for res_outbox's `remaining`).
+    public var samplesPending = false
+    /// `WITH_ADVISORY_LOCK_PREFIX` as sidekiq-reliable_job's app sees it (nil: unset), for the
+    /// gem's lock (``ReliableJobGemLock``) that the relay also holds while serving that layout.
+    public var withAdvisoryLockPrefix: String?
+
+    /// The lock of sidekiq-reliable_job's own enqueuer, held with the lease of that layout.
+    public var reliableJobGemLock: ReliableJobGemLock? {
+        layout == .reliableJob ? ReliableJobGemLock(prefix: withAdvisoryLockPrefix) : nil
+    }
 
     public static let batchSizeRange = 1...10_000
 

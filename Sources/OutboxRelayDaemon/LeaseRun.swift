@@ -21,6 +21,8 @@ struct LeaseRun {
     let stop: StopSignal
     let nowMicros: () -> Int64
     let makeJID: () -> String
+    /// Health, metrics and the monotonic clock for durations.
+    let telemetry: RelayTelemetry
 
     typealias Outcome = LeaseMachine.Outcome
 
@@ -39,14 +41,16 @@ struct LeaseRun {
             tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]),
             deadLetterProblem: try deadLetterProblem())
         var locked = false
+        var gemLocked = false
         defer {
-            if locked {
+            if locked || gemLocked {
                 // After a failure with a pipeline in flight, its results come first.
                 while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
-                if postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
             }
+            if locked, postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
+            if gemLocked, postgres.isHealthy, let gemLock = configuration.reliableJobGemLock { _ = try? postgres.query(gemLock.unlock) }
         }
-        let started = nowMicros()
+        let started = telemetry.monotonicMicros()
         var batchStarted = started
         var action = machine.start()
         while true {
@@ -54,10 +58,21 @@ struct LeaseRun {
             do {
                 switch action {
                 case .tryLease:
-                    let xid = try postgres.query(queries.tryLease(lease)).int64(0, 0)
+                    var xid = try postgres.query(queries.tryLease(lease)).int64(0, 0)
                     locked = xid != nil
-                    RelayMetrics.leaseAttempt(key, acquired: locked)
+                    telemetry.leaseAttempt(key, acquired: locked)
                     if !locked { logger.debug("split key leased by another instance", metadata: metadata) }
+                    // Serving sidekiq-reliable_job's table, the relay also holds the gem's own
+                    // lock, so the gem's enqueuer, if it runs too, never pushes a job twice.
+                    if locked, let gemLock = configuration.reliableJobGemLock {
+                        gemLocked = try postgres.query(gemLock.tryLock).bool(0, 0) == true
+                        if !gemLocked {
+                            _ = try postgres.query(queries.releaseLease(lease))
+                            locked = false
+                            xid = nil
+                            logger.debug("sidekiq-reliable_job's own enqueuer holds its lock; skipping the table for now", metadata: metadata)
+                        }
+                    }
                     action = machine.leaseAnswered(xid: xid)
                 case .claim(let xid, let rewound):
                     action = machine.claimAnswered(try redis.claim(fence, xid: xid, rewound: rewound))
@@ -74,9 +89,8 @@ struct LeaseRun {
                     action = machine.fetched(fetched(rows, limit: limit, alreadyPushed: machine.alreadyPushed))
                 case .receive(.mark(let ids, _)):
                     _ = try postgres.receiveNext()
-                    RelayMetrics.relayed(key, count: ids.count)
-                    let now = nowMicros()
-                    RelayMetrics.batchDuration(micros: now - batchStarted)
+                    let now = telemetry.monotonicMicros()
+                    telemetry.batchRelayed(key, jobs: ids.count, durationMicros: now - batchStarted)
                     batchStarted = now
                     logger.debug("batch relayed", metadata: metadata.merging(["outbox.jobs": "\(ids.count)"]) { $1 })
                     action = machine.marked()
@@ -99,6 +113,10 @@ struct LeaseRun {
                 case .releaseLease:
                     _ = try postgres.query(queries.releaseLease(lease))
                     locked = false
+                    if gemLocked, let gemLock = configuration.reliableJobGemLock {
+                        _ = try postgres.query(gemLock.unlock)
+                        gemLocked = false
+                    }
                     action = machine.leaseReleased()
                 case .finished(let outcome):
                     finished(outcome, key: key, tempos: &tempos, started: started, metadata: metadata)
@@ -134,7 +152,7 @@ struct LeaseRun {
             logger.info(
                 "relayed jobs",
                 metadata: metadata.merging([
-                    "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((nowMicros() - started) / 1000)",
+                    "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((telemetry.monotonicMicros() - started) / 1000)",
                 ]) { $1 })
         }
     }
@@ -162,7 +180,7 @@ struct LeaseRun {
         } catch {
             return .failed(why(error))
         }
-        RelayMetrics.deadLettered(key, count: rejections.count)
+        telemetry.deadLettered(key, rows: rejections.count)
         for rejection in rejections {
             logger.error(
                 "row dead-lettered: \(rejection.reason)", metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])

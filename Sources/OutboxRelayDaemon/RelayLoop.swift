@@ -12,12 +12,15 @@ public final class RelayLoop {
     private let logger: Logger
     private let stop: StopSignal
     private let notifier: SystemdNotifier
+    /// The wall clock, for what is compared with wall times (a job's `at`).
     private let nowMicros: () -> Int64
+    /// The monotonic clock, for every interval.
+    private let monotonicMicros: () -> Int64
+    private let telemetry: RelayTelemetry
     private let makeJID: () -> String
     private let random: () -> Double
     private let health: RelayHealth?
     private var lastSample: Int64?
-    private var sampledKeys: Set<SplitKey> = []
     private static let sampleIntervalMicros: Int64 = 15_000_000
 
     private var postgres: PostgresConnection?
@@ -40,11 +43,13 @@ public final class RelayLoop {
     private var relayedTotal = 0
     private var lastCleanup: Int64?
     private var lastProblem: String?
+    private var lastListenProblem: String?
 
     public init(
         configuration: RelayConfiguration, logger: Logger, stop: StopSignal, notifier: SystemdNotifier = SystemdNotifier(),
         nowMicros: @escaping () -> Int64 = RelayLoop.systemMicros, makeJID: @escaping () -> String = RelayLoop.randomJID,
-        random: @escaping () -> Double = { Double.random(in: 0...1) }, health: RelayHealth? = nil
+        random: @escaping () -> Double = { Double.random(in: 0...1) }, health: RelayHealth? = nil,
+        monotonicMicros: @escaping () -> Int64 = RelayClock.monotonicMicros
     ) {
         self.health = health
         self.configuration = configuration
@@ -52,6 +57,8 @@ public final class RelayLoop {
         self.stop = stop
         self.notifier = notifier
         self.nowMicros = nowMicros
+        self.monotonicMicros = monotonicMicros
+        self.telemetry = RelayTelemetry(health: health, splitKeys: configuration.splitKeys, monotonicMicros: monotonicMicros)
         self.makeJID = makeJID
         self.random = random
         self.watchdog = WatchdogTimer(intervalMicros: notifier.watchdogMicroseconds.map { Int64($0) })
@@ -60,10 +67,10 @@ public final class RelayLoop {
     /// Runs until a stop is requested, then releases every lease and closes both connections.
     public func run() {
         for server in ["postgres", "redis"] {
-            Counter(label: RelayMetrics.connectionErrors, dimensions: [("server", server)]).increment(by: 0)
+            telemetry.connectionError(server, by: 0)
         }
         while !stop.isStopRequested {
-            if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
+            if watchdog.due(nowMicros: monotonicMicros()) { notifier.notify("WATCHDOG=1") }
             do {
                 try connect()
                 try pass()
@@ -111,8 +118,12 @@ public final class RelayLoop {
                 let connection = try openPostgres()
                 try connection.execute("LISTEN \"\(configuration.notifyChannel)\"")
                 listener = connection
+                lastListenProblem = nil
             } catch {
-                logger.warning("cannot LISTEN for wake-ups, polling instead: \(error)")
+                // Once per problem: it is tried again every round.
+                let message = "cannot LISTEN for wake-ups, polling instead: \(error)"
+                message == lastListenProblem ? logger.debug("\(message)") : logger.warning("\(message)")
+                lastListenProblem = message
             }
         }
         if redis == nil || redis?.isBroken == true {
@@ -144,12 +155,12 @@ public final class RelayLoop {
         case let error as PostgresError:
             // Whatever the failure, start over on a fresh connection: leases die with the old one.
             postgres = nil
-            Counter(label: RelayMetrics.connectionErrors, dimensions: [("server", "postgres")]).increment()
+            telemetry.connectionError("postgres")
             if error.isUndefinedTable { lastProblemOrLog(RelayProblem.tableMissing(configuration.table.description).description); break }
             lastProblemOrLog(error.description)
         case let error as RedisError:
             redis = nil
-            Counter(label: RelayMetrics.connectionErrors, dimensions: [("server", "redis")]).increment()
+            telemetry.connectionError("redis")
             lastProblemOrLog(error.description)
         case let problem as RelayProblem where problem.kind == .fenced:
             // Our session lost its leases without noticing; start over on fresh connections.
@@ -189,14 +200,14 @@ public final class RelayLoop {
     // MARK: relaying
 
     private func pass() throws {
-        skipped.expire(nowMicros: nowMicros())
+        skipped.expire(nowMicros: monotonicMicros())
         let keys = try keysWithWork()
         var worked = false
         for key in rotation.order(keys) where !stop.isStopRequested {
-            if refusedKeys.isWaiting(key, nowMicros: nowMicros()) { continue }
+            if refusedKeys.isWaiting(key, nowMicros: monotonicMicros()) { continue }
             let lease = LeaseRun(
                 configuration: configuration, postgres: postgres!, redis: redis!, resolvedTable: resolvedTable, cluster: cluster, logger: logger,
-                stop: stop, nowMicros: nowMicros, makeJID: makeJID)
+                stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry)
             let outcome = try lease.run(key, skipped: &skipped, tempos: &tempos)
             relayedTotal += outcome.relayed
             if let reason = outcome.refused {
@@ -207,7 +218,7 @@ public final class RelayLoop {
                     logger.info("Redis takes the split key's batches again", metadata: ["outbox.split_key": "\(key)"])
                 }
             }
-            if watchdog.due(nowMicros: nowMicros()) { notifier.notify("WATCHDOG=1") }
+            if watchdog.due(nowMicros: monotonicMicros()) { notifier.notify("WATCHDOG=1") }
         }
         notifier.notify("STATUS=relaying: \(relayedTotal) jobs since start; \(keys.count) split keys with pending rows in the last pass")
         if !worked { try redis!.ping() }
@@ -222,7 +233,7 @@ public final class RelayLoop {
     private func refusedFrom(_ key: SplitKey, reason: String) {
         let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
         let message = "Redis refused a batch of the split key, which stays pending and is retried with backoff: \(reason)"
-        if refusedKeys.refused(key, reason: reason, nowMicros: nowMicros()) {
+        if refusedKeys.refused(key, reason: reason, nowMicros: monotonicMicros()) {
             logger.error("\(message)", metadata: metadata)
         } else {
             logger.debug("\(message)", metadata: metadata)
@@ -233,40 +244,31 @@ public final class RelayLoop {
     /// `--cleanup-limit` a round), once a minute.
     private func cleanUpIfDue() throws {
         guard let policy = configuration.cleanup else { return }
-        if let lastCleanup, nowMicros() - lastCleanup < CleanupPolicy.intervalMicros { return }
-        lastCleanup = nowMicros()
+        if let lastCleanup, monotonicMicros() - lastCleanup < CleanupPolicy.intervalMicros { return }
+        lastCleanup = monotonicMicros()
         var deleted = 0
         var last: Int?
         while let chunk = policy.nextChunk(deletedSoFar: deleted, lastChunkDeleted: last), !stop.isStopRequested {
             let rows = try postgres!.query(configuration.queries.cleanup(olderThan: policy.retention.seconds, limit: chunk))
             deleted += rows.count
             last = rows.count
+            health?.progressed()
         }
         if deleted > 0 {
             logger.info("cleaned up enqueued rows", metadata: ["outbox.rows": "\(deleted)", "outbox.older_than": "\(policy.retention)"])
         }
     }
 
-    /// Samples the pending rows per key for the metrics, every 15 s, when metrics are served.
+    /// Samples the pending rows per key for the metrics, every 15 s, when metrics are served or sent.
     private func samplePendingIfDue() throws {
-        guard health != nil else { return }
-        if let lastSample, nowMicros() - lastSample < Self.sampleIntervalMicros { return }
-        lastSample = nowMicros()
+        guard health != nil || configuration.samplesPending else { return }
+        if let lastSample, monotonicMicros() - lastSample < Self.sampleIntervalMicros { return }
+        lastSample = monotonicMicros()
         let rows = try postgres!.query(configuration.queries.pendingSummary)
-        var seen: Set<SplitKey> = []
-        for row in 0..<rows.count {
-            let key = SplitKey(rows.text(row, 0))
-            seen.insert(key)
-            let dimensions = [("split_key", RelayMetrics.label(key))]
-            Gauge(label: RelayMetrics.pending, dimensions: dimensions).record(Double(rows.int64(row, 1) ?? 0))
-            Gauge(label: RelayMetrics.oldestAge, dimensions: dimensions).record(rows.text(row, 2).flatMap(Double.init) ?? 0)
+        let sample = (0..<rows.count).map { row in
+            (key: SplitKey(rows.text(row, 0)), pending: Double(rows.int64(row, 1) ?? 0), oldestAge: rows.text(row, 2).flatMap(Double.init) ?? 0)
         }
-        for key in sampledKeys.union(configuration.splitKeys ?? []).subtracting(seen) {
-            let dimensions = [("split_key", RelayMetrics.label(key))]
-            Gauge(label: RelayMetrics.pending, dimensions: dimensions).record(0)
-            Gauge(label: RelayMetrics.oldestAge, dimensions: dimensions).record(0)
-        }
-        sampledKeys = seen
+        telemetry.sampledPending(sample, configured: configuration.splitKeys)
     }
 
     /// The keys that may have pending rows: found by discovery, or the configured keys that do,
@@ -295,10 +297,9 @@ public final class RelayLoop {
 
     // MARK: defaults
 
+    /// The wall clock (see ``RelayClock``).
     public static func systemMicros() -> Int64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000
+        RelayClock.wallMicros()
     }
 
     /// A Sidekiq jid: 12 random bytes as 24 lowercase hex characters.

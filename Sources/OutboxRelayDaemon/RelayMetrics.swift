@@ -1,5 +1,4 @@
 import Metrics
-import OutboxRelay
 
 /// The relay's metrics, through swift-metrics (the command line bootstraps the Prometheus
 /// backend). Names and help texts are listed once, in ``descriptions``.
@@ -22,24 +21,4 @@ public enum RelayMetrics {
         leases: "Lease attempts per split key; result is acquired or held_elsewhere.",
         connectionErrors: "Failures talking to a server; server is postgres or redis.",
     ]
-
-    static func label(_ key: SplitKey) -> String { key.value ?? "" }
-
-    // MARK: the lease's updates
-
-    static func leaseAttempt(_ key: SplitKey, acquired: Bool) {
-        Counter(label: leases, dimensions: [("split_key", label(key)), ("result", acquired ? "acquired" : "held_elsewhere")]).increment()
-    }
-
-    static func relayed(_ key: SplitKey, count: Int) {
-        Counter(label: relayed, dimensions: [("split_key", label(key))]).increment(by: count)
-    }
-
-    static func deadLettered(_ key: SplitKey, count: Int) {
-        Counter(label: deadLettered, dimensions: [("split_key", label(key))]).increment(by: count)
-    }
-
-    static func batchDuration(micros: Int64) {
-        Timer(label: batchDuration).recordMicroseconds(micros)
-    }
 }

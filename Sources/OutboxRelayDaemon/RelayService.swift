@@ -24,6 +24,7 @@ public struct RelayService: Service {
 
     public func run() async throws {
         let stop = StopSignal()
+        if let problem = stop.pipeProblem { logger.error("\(problem)") }
         let finished = OneShot()
         let (configuration, logger, notifier, health) = (self.configuration, self.logger, self.notifier, self.health)
         // READY=1 as soon as the relay runs, servers or not: systemd sees the unit active while

@@ -20,7 +20,7 @@ struct RunCommand: AsyncParsableCommand {
         "database-url", "redis-url", "database-password-file", "redis-password-file", "redis-tls-ca",
         "redis-tls-cert", "redis-tls-key", "schema", "table", "message-format", "split-keys", "batch-size", "sleep-on-empty",
         "log-level", "log-format", "redis-namespace", "sidekiq-timestamps", "max-payload-bytes", "max-batch-bytes",
-        "notify-channel", "network-timeout", "cleanup", "cleanup-limit", "metrics-listen",
+        "notify-channel", "network-timeout", "cleanup", "cleanup-limit", "metrics-listen", "metrics-url",
     ]
 
     @OptionGroup var connection: ConnectionOptions
@@ -46,6 +46,12 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Serve /metrics (Prometheus), /healthz and /readyz on HOST:PORT; off unless given.", valueName: "host:port"))
     var metricsListen: String?
+
+    @Option(help: ArgumentHelp("Send res_outbox's InfluxDB points to http(s)://[user:password@]host:port/database or udp://host:port.", valueName: "url"))
+    var metricsURL: String?
+
+    @Flag(name: [.customLong("lock"), .customShort("l")], inversion: .prefixedNo, help: "Accepted for res_outbox's unit files; leases are always taken.")
+    var lock = true
 
     @Option(help: ArgumentHelp("Log lines as text (key=value) or json (one object per line).", valueName: "format"))
     var logFormat: LineLogHandler.Format = .text
@@ -101,9 +107,11 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--max-payload-bytes must be at least 64, got \(maxPayloadBytes)")
         }
         _ = try connection.resolved()
+        _ = try influxURL()
     }
 
     func run() async throws {
+        OtherSignals.ignore()
         let connection = try connection.resolved()
         var configuration = RelayConfiguration(
             databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),
@@ -115,17 +123,40 @@ struct RunCommand: AsyncParsableCommand {
         configuration.cleanup = try cleanupPolicy()
         configuration.databasePassword = connection.databasePassword
         configuration.redisTLS = connection.redisTLS
-        let redactor = connection.redactor
+        let influx = try influxURL()
+        configuration.samplesPending = influx != nil
+        configuration.withAdvisoryLockPrefix = ProcessInfo.processInfo.environment["WITH_ADVISORY_LOCK_PREFIX"]
+        let redactor = connection.redactor.adding([influx?.password].compactMap { $0 })
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }
         for unknown in Self.unknownVariables() {
-            logger.warning("ignoring \(unknown.name): it names no flag of run (closest: \(unknown.suggestion))")
+            logger.notice("ignoring \(unknown.name): it names no flag of run (closest: \(unknown.suggestion))")
         }
+        switch FileLimit.check(metrics: metricsListen != nil) {
+        case .tooLow(let line):
+            logger.critical("\(line)")
+            throw ExitCode(71)
+        case .tight(let line):
+            logger.warning("\(line)")
+        case .enough:
+            break
+        }
+        if !lock {
+            logger.info("--no-lock is accepted for res_outbox's unit files, but outbox-relay always leases each split key")
+        }
+        var factories: [any MetricsFactory] = []
+        let reporter = influx.map { InfluxReporter(url: $0, logger: logger) }
+        if let reporter {
+            factories.append(InfluxMetricsFactory(reporter: reporter, format: outbox.messageFormat))
+            reporter.start()
+            logger.info("sending metrics to InfluxDB", metadata: ["outbox.metrics_url": "\(reporter.url)"])
+        }
+        defer { reporter?.stop() }
         var health: RelayHealth?
         if let metricsListen {
             let registry = PrometheusCollectorRegistry()
-            MetricsSystem.bootstrap(DescribedPrometheusFactory(registry: registry))
+            factories.append(DescribedPrometheusFactory(registry: registry))
             let relayHealth = RelayHealth(stallSeconds: max(30, 3 * networkTimeout))
             let server: MetricsServer
             do {
@@ -137,13 +168,31 @@ struct RunCommand: AsyncParsableCommand {
             logger.info("serving metrics", metadata: ["outbox.metrics_listen": "\(metricsListen)"])
             health = relayHealth
         }
+        if factories.count == 1 {
+            MetricsSystem.bootstrap(factories[0])
+        } else if factories.count > 1 {
+            MetricsSystem.bootstrap(MultiplexMetricsHandler(factories: factories))
+        }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
-                services: [.init(service: RelayService(configuration: configuration, logger: logger, health: health))],
+                services: [
+                    .init(service: RelayService(configuration: configuration, logger: logger, health: health)),
+                    .init(service: OtherSignals(logger: logger), successTerminationBehavior: .ignore),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: Logger(label: "outbox-relay.lifecycle") { _ in LineLogHandler(level: .warning, format: format, redactor: redactor) }
             ))
         try await group.run()
+    }
+
+    private func influxURL() throws -> InfluxURL? {
+        // Empty, as an environment file may leave it, means off (as no flag does for res_outbox).
+        guard let metricsURL, !metricsURL.isEmpty else { return nil }
+        do {
+            return try InfluxURL(metricsURL)
+        } catch {
+            throw ValidationError("--metrics-url: \(error.message)")
+        }
     }
 
     private func cleanupPolicy() throws -> CleanupPolicy? {

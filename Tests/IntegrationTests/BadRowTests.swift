@@ -105,10 +105,10 @@ import Testing
             let (printStatus, printed) = try RelayProcess.run(["migrate", "--print", "--schema", layout.rawValue, "--table", table])
             #expect(printStatus == 0)
             let queries = OutboxQueries(layout: layout, table: try TableName(table))
-            #expect(printed == queries.createStatements.map { $0 + ";\n" }.joined())
+            #expect(printed == (queries.createStatements + [queries.enqueueFunctionStatement]).map { $0 + ";\n" }.joined())
             let postgres = try PostgresConnection(connectionString: servers.databaseURL)
             let indexes = try postgres.query(SQLStatement("SELECT count(*) FROM pg_indexes WHERE tablename = $1", [table]))
-            #expect(indexes.int64(0, 0) == (layout == .res ? 4 : 3))
+            #expect(indexes.int64(0, 0) == 4)
             try postgres.execute("DROP TABLE \(table), \(table)_dead_letters")
         }
     }

@@ -9,11 +9,14 @@ final class RelayRunner: @unchecked Sendable {
     let logs = LogCapture()
     private let done = DispatchSemaphore(value: 0)
 
-    init(_ configuration: RelayConfiguration, nowMicros: @escaping @Sendable () -> Int64 = RelayLoop.systemMicros) {
+    init(
+        _ configuration: RelayConfiguration, nowMicros: @escaping @Sendable () -> Int64 = RelayLoop.systemMicros, health: RelayHealth? = nil,
+        monotonicMicros: @escaping @Sendable () -> Int64 = RelayClock.monotonicMicros
+    ) {
         let (stop, logs, done) = (self.stop, self.logs, self.done)
         let thread = Thread {
             let logger = Logger(label: "test") { _ in logs.handler() }
-            RelayLoop(configuration: configuration, logger: logger, stop: stop, nowMicros: nowMicros).run()
+            RelayLoop(configuration: configuration, logger: logger, stop: stop, nowMicros: nowMicros, health: health, monotonicMicros: monotonicMicros).run()
             done.signal()
         }
         thread.start()

@@ -20,17 +20,21 @@ final class SidekiqServer {
 
     let redisURL: String
     let namespace: String?
+    /// More variables for Sidekiq and the harness (RELIABLE_JOB_TABLE, DATABASE_URL).
+    let extraEnvironment: [String: String]
     private var process: Process?
 
-    init(redisURL: String, namespace: String? = nil) {
+    init(redisURL: String, namespace: String? = nil, environment: [String: String] = [:]) {
         self.redisURL = redisURL
         self.namespace = namespace
+        self.extraEnvironment = environment
     }
 
-    private var environment: [String: String] {
+    var environment: [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["REDIS_URL"] = redisURL
         env["SIDEKIQ_NAMESPACE"] = namespace
+        env.merge(extraEnvironment) { $1 }
         return env
     }
 

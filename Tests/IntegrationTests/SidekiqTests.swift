@@ -127,7 +127,9 @@ import Testing
             "SELECT id, status, enqueued_at IS NOT NULL FROM \(outbox.table.quoted) ORDER BY id"))
         #expect((0..<statuses.count).map { statuses.int64($0, 0)! } == ids, "rows are never deleted")
         #expect((0..<statuses.count).map { statuses.text($0, 1)! } == Array(repeating: "enqueued", count: 20) + ["scheduled"])
-        #expect((0..<statuses.count).allSatisfy { statuses.bool($0, 2) == true })
+        #expect((0..<statuses.count).map { statuses.bool($0, 2) == true } == Array(repeating: true, count: 20) + [false],
+            "the future job is kept in the table until it is due")
+        #expect(try outbox.redis.send([RedisCommand("ZCARD", "schedule")])[0] == .integer(0))
 
         // A payload without jid gets the row's jid column, which the gem's middleware looks up.
         let jids = try outbox.postgres.query(SQLStatement("SELECT jid FROM \(outbox.table.quoted) ORDER BY id"))

@@ -80,11 +80,89 @@ import Testing
         #expect(throws: JSONScanError(message: "invalid UTF-8", offset: 6)) { try JSONObjectScan(bytes) }
     }
 
-    @Test func limitsNesting() throws {
-        let deep = String(repeating: "[", count: 300) + String(repeating: "]", count: 300)
-        #expect(throws: JSONScanError.self) { try scan(#"{"a":\#(deep)}"#) }
-        let fine = String(repeating: "[", count: 200) + String(repeating: "]", count: 200)
-        #expect(try scan(#"{"a":\#(fine)}"#).members.count == 1)
+    /// `{"a":` and then containers down to `depth`, the outer object counting as 1.
+    func nested(_ depth: Int, open: String, close: String) -> String {
+        let inner = String(repeating: open, count: depth - 2) + open.prefix(1) + close
+        return #"{"a":"# + inner + String(repeating: close, count: depth - 2) + "}"
+    }
+
+    /// Ruby's JSON.parse, as Sidekiq calls it, raises NestingError beyond 100 levels (the job's own
+    /// object is level 1), so a deeper payload must be dead-lettered: the scan used to take 257.
+    @Test(arguments: [("[", "]", 1), (#"{"k":"#, "}", 5)])
+    func limitsNestingAsRubyDoes(open: String, close: String, width: Int) throws {
+        #expect(JSONObjectScan.maximumDepth == 100)
+        #expect(try scan(nested(100, open: open, close: close)).members.count == 1)
+        #expect(throws: JSONScanError(message: "JSON nested too deeply", offset: 5 + 99 * width)) {
+            try scan(nested(101, open: open, close: close))
+        }
+        #expect(throws: JSONScanError.self) { try scan(nested(257, open: open, close: close)) }
+    }
+
+    /// Ruby's json 2.6 mangles an unpaired surrogate escape: `\ud800\u0041` becomes U+10041,
+    /// `\ud800abcdefg` becomes "?bcdefg", a lone `\udc00` bytes that are not UTF-8 (which Sidekiq
+    /// cannot write back). The scan used to decode them to U+FFFD; it refuses them now.
+    @Test(arguments: [
+        #"\ud800"#, #"\udc00"#, #"\ud800\u0041"#, #"\ud800abcdefg"#, #"\ude00\ud83d"#, #"\ud800\ud800"#,
+        #"\uDBFF x"#, #"x\ud83d"#,
+    ])
+    func refusesUnpairedSurrogates(escape: String) throws {
+        let offset = escape.hasPrefix("x") ? 7 : 6
+        #expect(throws: JSONScanError(message: "unpaired surrogate in a \\u escape", offset: offset)) {
+            try scan(#"{"a":"\#(escape)"}"#)
+        }
+        #expect(throws: JSONScanError(message: "unpaired surrogate in a \\u escape", offset: offset - 4)) {
+            try scan(#"{"\#(escape)":1}"#)
+        }
+    }
+
+    @Test func decodesSurrogatePairs() throws {
+        let result = try scan(#"{"a":"\ud800\udc00\uDBFF\uDFFF"}"#)
+        #expect(result.string(try #require(result.member("a"))) == "\u{10000}\u{10FFFF}")
+    }
+
+    /// Ruby's Hash tells keys apart by their bytes; Swift's `==` by canonical equivalence, so
+    /// `member("café")` used to find the NFD `"cafe\u0301"` written after it.
+    @Test func comparesKeysAsBytes() throws {
+        let result = try scan(#"{"caf\u00e9":1,"cafe\u0301":2,"K":3}"#)
+        #expect(result.number(try #require(result.member("café"))) == 1)
+        #expect(result.number(try #require(result.member("cafe\u{301}"))) == 2)
+        #expect(result.member("\u{212A}") == nil)  // KELVIN SIGN, canonically equivalent to "K"
+    }
+
+    /// What json 2.6.1 parses beyond RFC 8259, refused on purpose (see `JSONObjectScan`).
+    @Test(arguments: [
+        ("{/* c */\"a\":1}", "expected a string key at byte 1"),
+        ("{\"a\":1 // c\n}", "expected ',' or '}' in an object at byte 7"),
+        ("{\"a\":1}/**/", "unexpected text after the JSON object at byte 7"),
+        ("{\"a\":\"\\'\"}", "invalid escape in a string at byte 8"),
+        ("{\"a\":\"\\é\"}", "invalid escape in a string at byte 8"),
+    ])
+    func refusesRubysLeniencies(text: String, message: String) {
+        #expect(throws: JSONScanError.self) { try scan(text) }
+        do {
+            _ = try scan(text)
+        } catch {
+            #expect(error.description == message)
+        }
+    }
+
+    /// What Ruby's JSON.parse refuses too (json 2.6.1 without allow_nan).
+    @Test(arguments: [
+        "\u{FEFF}{}", "{\u{0B}}", "{\u{0C}}", "{\u{A0}}", "{\"a\":NaN}", "{\"a\":-Infinity}", "{\"a\":+1}",
+        "{\"a\":.5}", "{\"a\":-01}", "{\"a\":[1,]}", "{\"a\":\"\\u12\"}", "{\"a\":1}\u{0}",
+    ])
+    func refusesWhatRubyRefuses(text: String) {
+        #expect(throws: JSONScanError.self) { try scan(text) }
+    }
+
+    /// Numbers at the limits parse in Ruby (1e400 to Infinity, 1E-400 to 0.0, big integers to
+    /// Integer), so the scan accepts them; the encoder's own checks decide what `at` may be.
+    @Test func acceptsNumbersAtTheLimits() throws {
+        let result = try scan(#"{"a":1e400,"b":1E-400,"c":-0,"d":123456789012345678901234567890}"#)
+        #expect(result.number(try #require(result.member("a"))) == .infinity)
+        #expect(result.number(try #require(result.member("b"))) == 0)
+        #expect(result.number(try #require(result.member("c")))?.sign == .minus)
+        #expect(result.number(try #require(result.member("d"))) == 1.2345678901234568e29)
     }
 
     /// The parser reads through a buffer pointer: every prefix of a document that uses every

@@ -114,22 +114,33 @@ import Testing
     @Test func servesTheReliableJobLayoutByStatus() throws {
         let reliable = OutboxQueries(layout: .reliableJob, table: try TableName("reliable_job_outbox"))
         let fetch = reliable.fetch(.null, limit: 50, maxBytes: 1000, skipping: [])
-        #expect(fetch.sql.contains("""
-            FROM (SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM "reliable_job_outbox" \
-            WHERE status = 'pending' AND id <> ALL($1::int8[]) \
-            AND id > coalesce($3::int8, (SELECT min(id) - 1 FROM "reliable_job_outbox" WHERE status = 'pending')) \
-            ORDER BY id LIMIT $2) AS page) AS sized \
+        let future = "CASE WHEN json_typeof(payload::json->'at') = 'number' THEN (payload::json->>'at')::numeric > extract(epoch FROM now()) ELSE false END"
+        let start = """
+            coalesce($3::int8, least((SELECT min(id) FROM "reliable_job_outbox" WHERE status = 'pending' AND NOT \(future)), \
+            (SELECT min(id) FROM "reliable_job_outbox" WHERE (status = 'scheduled' AND enqueued_at IS NULL) AND NOT \(future))) - 1)
+            """
+        #expect(fetch.sql == """
+            WITH kept AS (UPDATE "reliable_job_outbox" SET status = 'scheduled', updated_at = (now() AT TIME ZONE 'utc') WHERE id IN (\
+            SELECT id FROM (SELECT id, payload FROM "reliable_job_outbox" WHERE status = 'pending' AND ($3::int8 IS NULL OR id > $3::int8) \
+            ORDER BY id LIMIT $2) AS next WHERE \(future)) RETURNING id) \
+            SELECT id, payload, created_at, jid, running FROM (SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
+            FROM (SELECT * FROM ((SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM "reliable_job_outbox" \
+            WHERE status = 'pending' AND id <> ALL($1::int8[]) AND id > \(start) AND NOT \(future) ORDER BY id LIMIT $2) \
+            UNION ALL (SELECT id, convert_to((payload::jsonb - 'at')::text, 'UTF8'), created_at, jid FROM "reliable_job_outbox" \
+            WHERE (status = 'scheduled' AND enqueued_at IS NULL) AND id <> ALL($1::int8[]) AND id > \(start) AND NOT \(future) ORDER BY id LIMIT $2)) \
+            AS relayable ORDER BY id LIMIT $2) AS page) AS sized \
             WHERE running - octet_length(payload) < $4::int8 ORDER BY id
-            """))
+            """)
         #expect(fetch.parameters == ["{}", "50", nil, "1000"])
         let mark = reliable.markEnqueued([1, 2, 3], scheduled: [2])
         #expect(mark.sql == """
             UPDATE "reliable_job_outbox" SET status = CASE WHEN id = ANY($2::int8[]) THEN 'scheduled' ELSE 'enqueued' END, \
-            enqueued_at = (now() AT TIME ZONE 'utc'), updated_at = (now() AT TIME ZONE 'utc') WHERE id = ANY($1::int8[]) AND status = 'pending'
+            enqueued_at = (now() AT TIME ZONE 'utc'), updated_at = (now() AT TIME ZONE 'utc') WHERE id = ANY($1::int8[]) \
+            AND (status = 'pending' OR (status = 'scheduled' AND enqueued_at IS NULL))
             """)
         #expect(mark.parameters == ["{1,2,3}", "{2}"])
         #expect(reliable.leaseFormat == "reliable_job")
-        #expect(reliable.deadLetter([(1, "x")]).sql.contains("AND status = 'pending' RETURNING *"))
+        #expect(reliable.deadLetter([(1, "x")]).sql.contains("AND (status = 'pending' OR (status = 'scheduled' AND enqueued_at IS NULL)) RETURNING *"))
     }
 }
 

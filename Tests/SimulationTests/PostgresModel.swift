@@ -207,6 +207,10 @@ final class PostgresModel {
 
     // MARK: faults
 
+    func dropDeadLetterTable(database: Int) {
+        databases[database]!.hasDeadLetterTable = false
+    }
+
     func takeSnapshot() {
         snapshot = (databases, nextXID)
     }

@@ -21,6 +21,9 @@ final class SimulatedRelay {
     private var refused = RefusedKeys()
     private var tempos: [SplitKey: Int] = [:]
     private var skipped: [SplitKey: Set<Int64>] = [:]
+    /// As the daemon's SkippedRows: forgotten every 300 s, so a skipped id that a restore gave
+    /// to another row is relayed then.
+    private var skippedSince = 0
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
 
@@ -83,6 +86,10 @@ final class SimulatedRelay {
     }
 
     private func startPass(in world: Simulation) {
+        if world.now - skippedSince > 30_000 {
+            skipped = [:]
+            skippedSince = world.now
+        }
         guard let session, let keys = try? world.postgres.keysWithPendingRows(session) else {
             fail("PostgreSQL session lost", in: world)
             return
