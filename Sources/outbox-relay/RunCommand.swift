@@ -130,9 +130,6 @@ struct RunCommand: AsyncParsableCommand {
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }
-        for unknown in Self.unknownVariables() {
-            logger.notice("ignoring \(unknown.name): it names no flag of run (closest: \(unknown.suggestion))")
-        }
         switch FileLimit.check(metrics: metricsListen != nil) {
         case .tooLow(let line):
             logger.critical("\(line)")
@@ -141,6 +138,9 @@ struct RunCommand: AsyncParsableCommand {
             logger.warning("\(line)")
         case .enough:
             break
+        }
+        for unknown in Self.unknownVariables() {
+            logger.notice("ignoring \(unknown.name): it names no flag of run (closest: \(unknown.suggestion))")
         }
         if !lock {
             logger.info("--no-lock is accepted for res_outbox's unit files, but outbox-relay always leases each split key")
