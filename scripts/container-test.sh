@@ -104,6 +104,19 @@ insert() { # insert KEY COUNT: COUNT jobs on queue KEY with split key KEY, numbe
     next=$((next + $2))
 }
 
+# The HTTP status of GET PATH on the relay's metrics server, from the host (shared network).
+http_status() {
+    local line
+    { exec 5<>"/dev/tcp/127.0.0.1/$metrics_port"; } 2>/dev/null || return 1
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&5
+    IFS= read -r line <&5 || true
+    exec 5<&- 5>&-
+    line=${line#HTTP/1.? }
+    echo "${line%% *}"
+}
+
+readyz_is() { [ "$(http_status /readyz)" = "$1" ]; }
+
 pg_ctl_as_postgres() { runuser -u postgres -- "$OUTBOX_TEST_PGBIN/pg_ctl" -D "$OUTBOX_TEST_DIR/pg/data" "$@"; }
 
 start_postgres() {
@@ -192,6 +205,10 @@ inside outbox-relay migrate --database-url "$db_url" >/dev/null || fail "outbox-
 # As the README says: copy the example, edit it. The test's only drop-in shortens the watchdog.
 inside install -m 600 /usr/share/doc/outbox-relay/examples/default.env /etc/outbox-relay/default.env
 inside sed -i -e "s|^DATABASE_URL=.*|DATABASE_URL=$db_url|" -e "s|^REDIS_URL=.*|REDIS_URL=$redis_url|" /etc/outbox-relay/default.env
+# The metrics server too, so /readyz and its socket are checked under the unit's sandbox.
+metrics_port=$((20000 + RANDOM % 12000))
+while (exec 3<>"/dev/tcp/127.0.0.1/$metrics_port") 2>/dev/null; do metrics_port=$((20000 + RANDOM % 12000)); done
+inside sh -c "echo OUTBOX_RELAY_METRICS_LISTEN=127.0.0.1:$metrics_port >>/etc/outbox-relay/default.env"
 inside mkdir -p "/etc/systemd/system/$unit.d"
 inside sh -c "printf '[Service]\nWatchdogSec=10\n' >/etc/systemd/system/$unit.d/watchdog.conf"
 
@@ -209,6 +226,7 @@ wait_for 10 "active (running), READY=1 seen, STATUS=waiting: … while the datab
 first_pid=$(show "$unit" MainPID)
 since=$(date +%s)
 wait_for 10 "the journal names the unreachable database" journal_has "$unit" "cannot connect to PostgreSQL"
+wait_for 10 "/readyz answers 503 while the database is down" readyz_is 503
 still_waiting() {
     waiting && [ "$(show "$unit" NRestarts)" = 0 ] && [ "$(show "$unit" MainPID)" = "$first_pid" ] \
         || fail "still active (running) and waiting, not restarted, while the database is down"
@@ -225,6 +243,7 @@ expected=200
 wait_for 30 "the rows of default and mailers relayed once PostgreSQL is up" relayed_all default,mailers default mailers
 relaying() { [[ "$(show "$unit" StatusText)" == "relaying: "* ]]; }
 wait_for 10 "STATUS=relaying: …" relaying
+wait_for 10 "/readyz answers 200 once both servers answer" readyz_is 200
 inside systemctl status --no-pager "$unit" >"$work/status.txt" 2>&1 || true
 grep -q 'Status: "relaying: ' "$work/status.txt" || fail "systemctl status shows the STATUS= line"
 grep -q 'Active: active (running)' "$work/status.txt" || fail "systemctl status shows active (running)"
