@@ -8,13 +8,7 @@ final class HTTPProbe {
     /// Connects to 127.0.0.1:`port`; nil when the connection is refused.
     init?(port: Int) {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let connected = withLoopback(port: port) { connect(fd, $0, $1) }
         if connected != 0 {
             close(fd)
             return nil

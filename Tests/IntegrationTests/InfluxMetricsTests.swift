@@ -50,7 +50,7 @@ import Testing
         _ = try holder.query(SQLStatement("SELECT pg_advisory_lock($1::int8)", [String(lease.value)]))
 
         // Prometheus as well: both backends get the relay's metrics.
-        let prometheusPort = lowFreePort(excluding: [influx.httpPort, influx.udpPort])
+        let prometheusPort = freePort(excluding: [influx.httpPort, influx.udpPort])
         let relay = try relay(outbox, metricsURL: "\(influx.url)/outbox", extra: ["--lock", "-l", "--metrics-listen", "127.0.0.1:\(prometheusPort)"])
         try waitUntil("points of keys a and b in InfluxDB") {
             let totals = try sums(influx, database: "outbox")
@@ -135,7 +135,7 @@ import Testing
     /// An InfluxDB that takes the connection and never answers: each write waits for its timeout
     /// (5 s) on the metrics thread, and the relay goes on at full speed meanwhile.
     @Test func relaysAtFullSpeedWhileInfluxDBHangs() throws {
-        let port = lowFreePort()
+        let port = freePort()
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(listener) }
         var address = sockaddr_in()
@@ -238,7 +238,7 @@ import Testing
         try outbox.insert([(.named("q"), RelayIntegrationTests.payload("q", 0)), (.named("other"), RelayIntegrationTests.payload("other", 0))])
         let relay = try RelayProcess([
             "--database-url", outbox.servers.databaseURL, "--redis-url", outbox.redisURL, "--log-level", "info", "--message-format", "sidekiq5",
-            "--split-keys=q", "--batch-size", "100", "--metrics-url", "udp://127.0.0.1:\(lowFreePort())", "-l", "--cleanup", "none",
+            "--split-keys=q", "--batch-size", "100", "--metrics-url", "udp://127.0.0.1:\(freePort())", "-l", "--cleanup", "none",
             "--cleanup-limit", "all", "--sleep-on-empty", "0.05",
         ], environment: ["OUTBOX_RELAY_TABLE": outbox.table.description])
         try waitUntil("the row of key q relayed") { try outbox.queue("q").count == 1 }

@@ -21,8 +21,8 @@ final class InfluxServer: @unchecked Sendable {
         }
         folder = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("outbox-relay-influx-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        httpPort = lowFreePort()
-        udpPort = lowFreePort(excluding: [httpPort])
+        httpPort = freePort()
+        udpPort = freePort(excluding: [httpPort])
     }
 
     deinit { stop() }
@@ -32,7 +32,7 @@ final class InfluxServer: @unchecked Sendable {
     /// Starts influxd (again, on the same ports and data), waits for /ping, and on the first start
     /// creates the admin user and `databases`.
     func start(databases: [String] = []) throws {
-        let rpcPort = lowFreePort(excluding: [httpPort, udpPort])
+        let rpcPort = freePort(excluding: [httpPort, udpPort])
         let configuration = """
             reporting-disabled = true
             bind-address = "127.0.0.1:\(rpcPort)"
@@ -153,25 +153,4 @@ func exchange(port: Int, _ bytes: [UInt8], timeout: Int = 10) throws -> [UInt8] 
         response += buffer[0..<count]
     }
     return response
-}
-
-/// A loopback port below 32768 (outside Linux's ephemeral range) that is free for TCP and UDP now.
-func lowFreePort(excluding: Set<Int> = []) -> Int {
-    while true {
-        let port = Int.random(in: 20_000..<32_000)
-        if excluding.contains(port) { continue }
-        if canBind(port, type: Int32(SOCK_STREAM.rawValue)) && canBind(port, type: Int32(SOCK_DGRAM.rawValue)) { return port }
-    }
-}
-
-private func canBind(_ port: Int, type: Int32) -> Bool {
-    let fd = socket(AF_INET, type, 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    return withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    } == 0
 }

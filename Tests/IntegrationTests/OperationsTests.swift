@@ -151,7 +151,7 @@ import Testing
         let database = outbox.servers.databaseURL.replacingOccurrences(of: "postgres@", with: "postgres:\(secret)@")
         let redis = "redis://:\(secret)@127.0.0.1:\(outbox.servers.redisPort)/\(outbox.redisDatabase)"
         let relay = try RelayProcess(["--database-url", database, "--redis-url", redis, "--table", outbox.table.description, "--log-level", "debug"])
-        Thread.sleep(forTimeInterval: 1.5)
+        relay.waitForLog("refused AUTH", seconds: 10)
         relay.signal(SIGTERM)
         _ = relay.waitForExit(seconds: 10)
         #expect(relay.log.contains("refused AUTH"), "Redis without a password refuses AUTH: \(relay.log)")

@@ -19,7 +19,7 @@ import Testing
 
         redis.stop()
         try outbox.insert((1...100).map { (.named("q"), RelayIntegrationTests.payload("q", $0)) })
-        Thread.sleep(forTimeInterval: 1)
+        try waitUntil("the relay finds Redis gone") { relay.logs.lines.contains { $0.contains(" error ") && $0.contains("Redis") } }
         #expect(try outbox.pendingCount() == 100, "nothing is marked while Redis is down")
 
         try redis.start()

@@ -99,7 +99,7 @@ import Testing
     @Test func metricsAndHealthShowNoPassword() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
-        let port = TLSConnectionDropTests.lowFreePort()
+        let port = freePort()
         let relay = try RelayProcess([
             "--database-url", "postgresql://postgres:Metrics%40Secret@127.0.0.1:1/postgres",
             "--redis-url", "redis://:Metrics/Secret@127.0.0.1:\(outbox.servers.redisPort)/0", "--metrics-listen", "127.0.0.1:\(port)",

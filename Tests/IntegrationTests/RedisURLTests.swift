@@ -45,7 +45,8 @@ import Testing
         configuration.redis = try RedisEndpoint(url: "redis://:wrong-pw@127.0.0.1:\(redis.port)/0")
         let relay = RelayRunner(configuration)
         try outbox.insert([(.named("q"), RelayIntegrationTests.payload("q", 1))])
-        Thread.sleep(forTimeInterval: 1)
+        // The refusal again and again, logged once: wait for a few retries.
+        try waitUntil("three retries") { relay.logs.lines.filter { $0.contains("retrying") }.count >= 3 }
         #expect(relay.finish())
         #expect(try outbox.pendingCount() == 1)
         let errors = relay.logs.lines.filter { $0.contains(" error ") }

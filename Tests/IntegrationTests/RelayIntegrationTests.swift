@@ -42,9 +42,11 @@ import Testing
         try outbox.insert([(.named("a"), Self.payload("a", 1)), (.named("b"), Self.payload("b", 2)), (.null, Self.payload("c", 3))])
         let relay = RelayRunner(outbox.configuration(splitKeys: [.named("a")]))
         try waitUntil("key a relayed") { try outbox.queue("a").count == 1 }
-        Thread.sleep(forTimeInterval: 0.3)
+        // A row of key a inserted now is relayed by a later pass, which saw b and NULL pending too.
+        try outbox.insert([(.named("a"), Self.payload("a", 4))])
+        try waitUntil("a later pass") { try outbox.queue("a").count == 2 }
         #expect(relay.finish())
-        #expect(try outbox.queue("a") == [Self.pushed("a", 1)])
+        #expect(try outbox.queue("a") == [Self.pushed("a", 1), Self.pushed("a", 4)])
         #expect(try outbox.queue("b") == [])
         #expect(try outbox.pendingCount() == 2)
     }
@@ -73,7 +75,7 @@ import Testing
         let ids = try outbox.insert(rows)
         let relay = RelayRunner(outbox.configuration(batchSize: 2))
         try waitUntil("good rows relayed") { try outbox.pendingCount() == 2 }
-        Thread.sleep(forTimeInterval: 0.3)
+        try waitUntil("both bad rows reported") { relay.logs.lines.filter { $0.contains("row cannot be relayed") }.count >= 2 }
         #expect(relay.finish())
         #expect(try outbox.queue("q") == (0..<20).map { Self.pushed("q", $0) })
         #expect(try outbox.enqueuedIDs() == Array(ids[2...]))
@@ -94,7 +96,8 @@ import Testing
         #expect(try other.query(outbox.queries.tryLease(lease)).int64(0, 0) != nil, "the test holds the lease")
         let relay = RelayRunner(outbox.configuration())
         try waitUntil("free key relayed") { try outbox.queue("free").count == 1 }
-        Thread.sleep(forTimeInterval: 0.3)
+        try outbox.insert([(.named("free"), Self.payload("free", 3))])
+        try waitUntil("a later pass, which tried the held key too") { try outbox.queue("free").count == 2 }
         #expect(try outbox.queue("held") == [], "a key leased elsewhere is skipped")
         try other.query(outbox.queries.releaseLease(lease))
         try waitUntil("held key relayed once freed") { try outbox.pendingCount() == 0 }
@@ -110,7 +113,8 @@ import Testing
         configuration.sleepOnEmpty = 30
         configuration.notifyChannel = "outbox_test_\(outbox.table.name)"
         let relay = RelayRunner(configuration)
-        Thread.sleep(forTimeInterval: 0.5)
+        // "ready" comes once all three connections are up, the LISTEN one included.
+        try waitUntil("the relay listens") { relay.logs.lines.contains { $0.contains(" ready ") || $0.hasSuffix(" ready\n") } }
         for n in 0..<3 {
             let started = Date()
             try outbox.insert([(.named("fast"), Self.payload("fast", n))])
@@ -139,7 +143,7 @@ import Testing
         defer { outbox.drop() }
         try outbox.postgres.execute("DROP TABLE \(outbox.table.quoted)")
         let relay = RelayRunner(outbox.configuration())
-        Thread.sleep(forTimeInterval: 0.5)
+        try waitUntil("the relay finds the table missing") { relay.logs.lines.contains { $0.contains("does not exist") } }
         for statement in outbox.queries.createStatements { try outbox.postgres.execute(statement) }
         try outbox.insert([(.named("q"), Self.payload("q", 1))])
         try waitUntil("row relayed after the table appeared") { try outbox.pendingCount() == 0 }

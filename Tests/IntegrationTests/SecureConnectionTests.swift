@@ -43,7 +43,7 @@ import Testing
         let common = ["--database-url", postgres.url, "--redis-url", "rediss://localhost:\(redis.port)/0", "--network-timeout", "2"]
 
         let refused = try RelayProcess(common + ["--redis-tls-ca", "\(certs)/other-ca.crt"])
-        Thread.sleep(forTimeInterval: 1.5)
+        refused.waitForLog("TLS handshake refused", seconds: 10)
         #expect(refused.process.isRunning, "the relay keeps retrying")
         refused.signal(SIGTERM)
         _ = refused.waitForExit(seconds: 10)
@@ -51,7 +51,7 @@ import Testing
         #expect(try Self.pending(database) == 20, "nothing relayed to an unverified server")
 
         let noClientCertificate = try RelayProcess(common + ["--redis-tls-ca", "\(certs)/ca.crt"])
-        Thread.sleep(forTimeInterval: 1.5)
+        noClientCertificate.waitForLog(" error ", seconds: 10)
         noClientCertificate.signal(SIGTERM)
         _ = noClientCertificate.waitForExit(seconds: 10)
         #expect(try Self.pending(database) == 20, "the server demands a client certificate")
@@ -129,7 +129,7 @@ import Testing
         }
         // A wrong password: one clear error, retried, and no secret in it.
         let wrong = try RelayProcess(["--database-url", postgres.url.replacingOccurrences(of: "postgres@", with: "postgres:not-\(secret)@"), "--redis-url", redisURL] + redisFile)
-        Thread.sleep(forTimeInterval: 1)
+        wrong.waitForLog("password authentication failed", seconds: 10)
         wrong.signal(SIGTERM)
         _ = wrong.waitForExit(seconds: 10)
         #expect(wrong.log.contains("password authentication failed"), "\(wrong.log)")

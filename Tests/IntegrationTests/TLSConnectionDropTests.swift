@@ -6,24 +6,6 @@ import Testing
 /// Redis over TLS dropping the relay's connection while it writes: the relay must log, reconnect
 /// and go on, as over plain TCP, instead of dying of SIGPIPE.
 @Suite(.serialized) struct TLSConnectionDropTests {
-    /// A loopback port below the kernel's ephemeral range that nobody listens on right now.
-    static func lowFreePort() -> Int {
-        for _ in 0..<200 {
-            let port = Int.random(in: 12000..<32000)
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            address.sin_port = UInt16(port).bigEndian
-            let bound = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            if bound == 0 { return port }
-        }
-        return freePort()
-    }
-
     @Test func survivesConnectionsKilledDuringLargeWrites() throws {
         let certs = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-relay-drop-certs-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: certs) }
@@ -33,7 +15,7 @@ import Testing
         let redis = try PrivateRedis(extraArguments: [
             "--port", "0", "--tls-port", "PORT", "--tls-cert-file", "\(certs)/server.crt", "--tls-key-file", "\(certs)/server.key",
             "--tls-ca-cert-file", "\(certs)/ca.crt", "--tls-auth-clients", "yes",
-        ], tls: tls, port: Self.lowFreePort())
+        ], tls: tls, port: freePort())
         defer { redis.destroy() }
         let outbox = try TestOutbox()
         defer { outbox.drop() }

@@ -171,22 +171,30 @@ func waitUntil(_ what: String, seconds: Double = 30, _ condition: () throws -> B
     throw TestSetupError.timedOut("timed out after \(seconds) s waiting for \(what)")
 }
 
-/// A loopback TCP port nobody listens on right now, below the kernel's ephemeral range (which
-/// starts at 32768 here), so no client socket of another test can be holding it meanwhile.
-func freePort() -> Int {
+/// A loopback port nobody uses right now, for TCP and UDP, below the kernel's ephemeral range
+/// (which starts at 32768 here), so no client socket of another test can be holding it meanwhile.
+func freePort(excluding: Set<Int> = []) -> Int {
     var generator = SystemRandomNumberGenerator()
-    for _ in 0..<200 {
+    for _ in 0..<500 {
         let port = Int.random(in: 10_000..<32_768, using: &generator)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        guard !excluding.contains(port) else { continue }
+        let free = [SOCK_STREAM, SOCK_DGRAM].allSatisfy { type in
+            let fd = socket(AF_INET, Int32(type.rawValue), 0)
+            defer { close(fd) }
+            return withLoopback(port: port) { bind(fd, $0, $1) } == 0
         }
-        close(fd)
-        if bound == 0 { return port }
+        if free { return port }
     }
     fatalError("no free loopback port below 32768")
+}
+
+/// Calls `body` with the address 127.0.0.1:`port` (for bind or connect).
+func withLoopback<R>(port: Int, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R) -> R {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
 }

@@ -72,15 +72,7 @@ final class LuaScripts {
             }
             shim_lua_setglobal(state, name)
         }
-        shim_lua_getglobal(state, "__script_\(script.rawValue)")
-        guard lua_pcall(state, 0, 1, 0) == 0 else {
-            let message = lua_tolstring(state, -1, nil).map { String(cString: $0) } ?? "script error"
-            shim_lua_pop(state, 1)
-            return .error("ERR \(message)")
-        }
-        let reply = reply(at: -1)
-        shim_lua_pop(state, 1)
-        return reply
+        return call("__script_\(script.rawValue)")
     }
 
     /// Runs Lua `source` as a script of its own (for tests of the model itself).
@@ -88,7 +80,12 @@ final class LuaScripts {
         if let error = load("function __adhoc()\n\(source)\nend", name: "adhoc") { return .error(error) }
         self.redis = redis
         defer { self.redis = nil }
-        shim_lua_getglobal(state, "__adhoc")
+        return call("__adhoc")
+    }
+
+    /// Calls the global function `name` and converts its result as Redis does.
+    private func call(_ name: String) -> RedisReply {
+        shim_lua_getglobal(state, name)
         guard lua_pcall(state, 0, 1, 0) == 0 else {
             let message = lua_tolstring(state, -1, nil).map { String(cString: $0) } ?? "script error"
             shim_lua_pop(state, 1)

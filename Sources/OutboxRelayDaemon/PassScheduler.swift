@@ -1,0 +1,85 @@
+import Logging
+import OutboxRelay
+import OutboxRelayIO
+
+/// One pass over the split keys: finds the keys with pending rows, and leases each in turn (one
+/// key further on every pass, so instances share keys), skipping keys whose last batch Redis
+/// refused until their backoff is over. Keeps what passes carry over: the rows skipped, each key's
+/// batch size, and the refused keys.
+struct PassScheduler {
+    /// What the scheduler needs to know of the configuration.
+    struct Settings {
+        var queries: OutboxQueries
+        /// Configured split keys; nil to discover them.
+        var splitKeys: [SplitKey]?
+        var hasSplitKeys: Bool
+    }
+
+    struct Outcome {
+        /// Whether any lease had rows to handle (else the relay sleeps).
+        var worked = false
+        var relayed = 0
+        var keysWithWork = 0
+    }
+
+    private let settings: Settings
+    private let logger: Logger
+    private var skipped = SkippedRows()
+    private var refusedKeys = RefusedKeys()
+    /// Per key, the batch size a lease reached when it let go of a key that still had a backlog.
+    private var tempos: [SplitKey: Int] = [:]
+    private var rotation: KeyRotation
+
+    /// `rotationStart`: where the first pass starts (the process id, so instances start apart).
+    init(settings: Settings, logger: Logger, rotationStart: Int) {
+        self.settings = settings
+        self.logger = logger
+        rotation = KeyRotation(start: rotationStart)
+    }
+
+    /// Runs one pass; `lease` relays one key under a lease, `between` runs after each key.
+    mutating func pass(
+        postgres: PostgresConnection, nowMicros: Int64, isStopRequested: () -> Bool,
+        lease: (SplitKey, inout SkippedRows, inout [SplitKey: Int]) throws -> LeaseMachine.Outcome, between: () -> Void
+    ) throws -> Outcome {
+        skipped.expire(nowMicros: nowMicros)
+        let keys = try keysWithWork(postgres)
+        var outcome = Outcome(keysWithWork: keys.count)
+        for key in rotation.order(keys) where !isStopRequested() {
+            if refusedKeys.isWaiting(key, nowMicros: nowMicros) { continue }
+            let leased = try lease(key, &skipped, &tempos)
+            outcome.relayed += leased.relayed
+            if let reason = leased.refused {
+                refused(key, reason: reason, nowMicros: nowMicros)
+            } else if leased.handled > 0 {
+                outcome.worked = true
+                if refusedKeys.relayed(key) != nil {
+                    logger.info("Redis takes the split key's batches again", metadata: ["outbox.split_key": "\(key)"])
+                }
+            }
+            between()
+        }
+        return outcome
+    }
+
+    /// Redis refused a batch of `key`: it stays pending, and the key waits (``RefusedKeys``).
+    private mutating func refused(_ key: SplitKey, reason: String, nowMicros: Int64) {
+        let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
+        let message = "Redis refused a batch of the split key, which stays pending and is retried with backoff: \(reason)"
+        if refusedKeys.refused(key, reason: reason, nowMicros: nowMicros) {
+            logger.error("\(message)", metadata: metadata)
+        } else {
+            logger.debug("\(message)", metadata: metadata)
+        }
+    }
+
+    /// The keys that may have pending rows: found by discovery, or the configured keys that do,
+    /// each in one indexed query.
+    private func keysWithWork(_ postgres: PostgresConnection) throws -> [SplitKey] {
+        let statement =
+            settings.hasSplitKeys && settings.splitKeys == nil
+            ? settings.queries.discoverKeys : settings.queries.keysWithPendingRows(among: settings.splitKeys ?? [.null])
+        let rows = try postgres.query(statement)
+        return (0..<rows.count).map { SplitKey(rows.text($0, 0)) }
+    }
+}

@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import OutboxRelay
+import OutboxRelayIO
+import Testing
+
+@testable import OutboxRelayDaemon
+
+/// The loop's parts, each on its own against a real PostgreSQL: the pass scheduler, cleanup
+/// rounds, the pending sampler and the problem log.
+@Suite(.serialized) struct LoopPartsTests {
+    static func logger(_ logs: LogCapture) -> Logger {
+        Logger(label: "test") { _ in logs.handler() }
+    }
+
+    @Test func thePassLeasesEachKeyWithWorkInTurnAndSkipsRefusedKeysUntilTheirBackoffEnds() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert([(.named("a"), "{}"), (.named("b"), "{}"), (.null, "{}")])
+        let logs = LogCapture()
+        var scheduler = PassScheduler(
+            settings: .init(queries: outbox.queries, splitKeys: nil, hasSplitKeys: true), logger: Self.logger(logs), rotationStart: 0)
+        var leased: [SplitKey] = []
+        var between = 0
+        func pass(at now: Int64, refusing refused: SplitKey? = nil) throws -> PassScheduler.Outcome {
+            try scheduler.pass(
+                postgres: outbox.postgres, nowMicros: now, isStopRequested: { false },
+                lease: { key, _, _ in
+                    leased.append(key)
+                    var outcome = LeaseMachine.Outcome(handled: 1, relayed: key == refused ? 0 : 1)
+                    if key == refused { outcome.refused = "wrong type" }
+                    return outcome
+                }, between: { between += 1 })
+        }
+        let first = try pass(at: 0, refusing: .named("b"))
+        #expect(Set(leased) == [.named("a"), .named("b"), .null])
+        #expect(first.keysWithWork == 3)
+        #expect(first.relayed == 2)
+        #expect(first.worked)
+        #expect(between == 3)
+        #expect(logs.lines.filter { $0.contains("Redis refused a batch") && $0.contains(" error ") }.count == 1)
+        leased = []
+        _ = try pass(at: 500_000)
+        #expect(!leased.contains(.named("b")), "a refused key waits 1 s")
+        leased = []
+        _ = try pass(at: 1_000_000)
+        #expect(leased.contains(.named("b")))
+        #expect(logs.lines.contains { $0.contains("Redis takes the split key's batches again") })
+
+        var configured = PassScheduler(
+            settings: .init(queries: outbox.queries, splitKeys: [.named("a"), .named("zz")], hasSplitKeys: true), logger: Self.logger(logs),
+            rotationStart: 0)
+        leased = []
+        let only = try configured.pass(
+            postgres: outbox.postgres, nowMicros: 0, isStopRequested: { false },
+            lease: { key, _, _ in
+                leased.append(key)
+                return LeaseMachine.Outcome()
+            }, between: {})
+        #expect(leased == [.named("a")], "configured keys without pending rows are not leased")
+        #expect(!only.worked)
+    }
+
+    @Test func theSamplerSamplesEveryFifteenSecondsOfTheMonotonicClock() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert([(.named("a"), "{}"), (.named("a"), "{}"), (.null, "{}")])
+        var sampler = PendingSampler(queries: outbox.queries)
+        let sample = try #require(try sampler.sampleIfDue(postgres: outbox.postgres, nowMicros: 0))
+        #expect(sample.map(\.key) == [.named("a"), .null])
+        #expect(sample.map(\.pending) == [2, 1])
+        #expect(try sampler.sampleIfDue(postgres: outbox.postgres, nowMicros: 14_999_999) == nil)
+        #expect(try sampler.sampleIfDue(postgres: outbox.postgres, nowMicros: 15_000_000) != nil)
+    }
+
+    @Test func cleanupRoundsRunOnceAMinuteAndOnlyWithAPolicy() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let ids = try outbox.insert((0..<3).map { _ in (.named("a"), "{}") })
+        try outbox.postgres.execute("UPDATE \(outbox.table.quoted) SET enqueued_at = now() - interval '2 days' WHERE id <> \(ids[2])")
+        let logs = LogCapture()
+        var none = CleanupRounds(policy: nil, queries: outbox.queries, logger: Self.logger(logs))
+        try none.runIfDue(postgres: outbox.postgres, nowMicros: 0, isStopRequested: { false }, chunkDeleted: {})
+        #expect(try outbox.pendingCount() == 1)
+        var rounds = CleanupRounds(policy: CleanupPolicy(retention: try ISODuration("P1D"), limit: nil), queries: outbox.queries, logger: Self.logger(logs))
+        var chunks = 0
+        try rounds.runIfDue(postgres: outbox.postgres, nowMicros: 0, isStopRequested: { false }, chunkDeleted: { chunks += 1 })
+        let left = try outbox.postgres.query(SQLStatement("SELECT count(*) FROM \(outbox.table.quoted)")).int64(0, 0)
+        #expect(left == 1, "the two old enqueued rows are gone, the pending one stays")
+        #expect(chunks >= 1)
+        chunks = 0
+        try rounds.runIfDue(postgres: outbox.postgres, nowMicros: 59_000_000, isStopRequested: { false }, chunkDeleted: { chunks += 1 })
+        #expect(chunks == 0, "not again within a minute")
+    }
+
+    @Test func theProblemLogSaysEachProblemOnceAndTheRecoveryOnce() {
+        let logs = LogCapture()
+        var problems = ProblemLog(logger: Self.logger(logs), notifier: SystemdNotifier())
+        problems.report("database away")
+        problems.report("database away")
+        problems.report("redis away")
+        problems.recovered()
+        problems.recovered()
+        #expect(logs.lines.filter { $0.contains(" error ") }.count == 2)
+        #expect(logs.lines.filter { $0.contains(" debug database away") }.count == 1)
+        #expect(logs.lines.filter { $0.contains("relaying again") }.count == 1)
+    }
+}
