@@ -4,7 +4,7 @@ SWIFT ?= swift
 export PATH := $(PATH):/opt/swift/usr/bin
 BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 
-TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus influxdb python3-psycopg2 ruby-activerecord ruby-pg postgresql-client liblua5.1-0-dev faketime
+TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus influxdb python3-psycopg2 ruby-activerecord ruby-pg postgresql-client liblua5.1-0-dev faketime lintian debootstrap systemd-container util-linux procps
 
 ROWS ?= 100000
 REPEAT ?= 3
@@ -14,9 +14,18 @@ RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 PREFIX ?= /usr
 DESTDIR ?=
 STATIC_DIR = .build-static/release
+STATIC_BIN = $(STATIC_DIR)/outbox-relay
 VERSION = $(shell sed -n 's/.*static let current = "\(.*\)"/\1/p' Sources/outbox-relay/OutboxRelayCommand.swift)
+# The Debian revision: the package is 0.1.0-1 (deploy/debian/changelog names the same version).
+DEB_REVISION ?= 1
+DEB_VERSION = $(VERSION)-$(DEB_REVISION)
+ARCH = $(shell dpkg --print-architecture)
+DEB = build/deb/outbox-relay_$(DEB_VERSION)_$(ARCH).deb
+# What the static binary and the package are made of: `make deb` rebuilds only when one changed.
+SWIFT_SOURCES = $(shell find Sources -type f) Package.swift
+DEB_INPUTS = $(STATIC_BIN) deploy/outbox-relay@.service $(wildcard deploy/debian/*) $(wildcard config/*) README.md scripts/deb.sh
 
-.PHONY: all deps test-deps build release static install deb test demo bench simulate mutations clean
+.PHONY: all deps test-deps build release static install deb deb-up-to-date lintian container-test test demo bench simulate mutations clean
 
 all: build
 
@@ -37,23 +46,45 @@ release: deps
 
 # The binary that `make install` and `make deb` ship: Swift's runtime linked in, so the host
 # needs only Debian's libpq5, libhiredis0.14, libsystemd0 and libssl3.
-static: deps
+static: $(STATIC_BIN)
+
+# SwiftPM leaves the binary alone when nothing changed, so touch it for make's sake.
+$(STATIC_BIN): $(SWIFT_SOURCES) | deps
 	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-static --product outbox-relay
+	@touch $@
 
 install: static
 	install -D -m 755 -s $(STATIC_DIR)/outbox-relay $(DESTDIR)$(PREFIX)/bin/outbox-relay
 	install -d -m 755 $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/outbox-relay/examples
 	sed 's|/usr/bin/outbox-relay|$(PREFIX)/bin/outbox-relay|' deploy/outbox-relay@.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/outbox-relay@.service
 	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/outbox-relay@.service
-	install -m 644 config/*.env config/credentials.conf README.md $(DESTDIR)$(PREFIX)/share/doc/outbox-relay/examples/
+	install -m 644 config/*.env config/credentials.conf $(DESTDIR)$(PREFIX)/share/doc/outbox-relay/examples/
+	install -m 644 README.md $(DESTDIR)$(PREFIX)/share/doc/outbox-relay/
 	install -d -m 750 $(DESTDIR)/etc/outbox-relay
 
-deb: static
-	scripts/deb.sh "$(VERSION)" build/deb
+deb: $(DEB)
 
-test: test-deps deb
+$(DEB): $(DEB_INPUTS)
+	scripts/deb.sh "$(DEB_VERSION)" build/deb
+
+# A second `make deb` right after the first must do nothing (it runs within `make test`).
+deb-up-to-date: $(DEB)
+	@! $(MAKE) --no-print-directory -n deb | grep -E 'swift build|deb\.sh' || { echo "make deb would rebuild although nothing changed" >&2; exit 1; }
+	@echo "make deb: $(DEB) is up to date"
+
+# Debian's own checks of the package: no error allowed.
+lintian: test-deps $(DEB)
+	scripts/lintian.sh $(DEB)
+
+# The package under real systemd: a Debian 12 container booted with systemd-nspawn
+# (scripts/container-test.sh says what it checks).
+container-test: test-deps $(DEB)
+	scripts/with-servers.sh scripts/container-test.sh $(CURDIR)/$(DEB)
+
+test: test-deps $(DEB)
 	$(SWIFT) build --build-tests
-	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" OUTBOX_RELAY_DEB="$(CURDIR)/build/deb/outbox-relay_$(VERSION)_$$(dpkg --print-architecture).deb" $(SWIFT) test --skip-build
+	scripts/with-servers.sh env OUTBOX_RELAY_BIN="$(BIN_DIR)/outbox-relay" OUTBOX_RELAY_DEB="$(CURDIR)/$(DEB)" $(SWIFT) test --skip-build
+	$(MAKE) --no-print-directory deb-up-to-date lintian container-test
 
 # The deterministic simulation alone, for long runs: `make simulate SEEDS=1000000`, or one seed
 # replayed with its trace: `make simulate SIM_SEED=42 SIM_DISABLE=3,7`.

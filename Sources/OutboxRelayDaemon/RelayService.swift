@@ -4,7 +4,8 @@ import OutboxRelay
 import OutboxRelayIO
 import ServiceLifecycle
 
-/// Runs the ``RelayLoop`` on its own thread as a service-lifecycle `Service`: a graceful shutdown
+/// Runs the ``RelayLoop`` on its own thread as a service-lifecycle `Service`, telling systemd
+/// `READY=1` at once (the loop reports its connections through `STATUS=`): a graceful shutdown
 /// (SIGTERM, SIGINT) asks the loop to stop after the batch in hand; cancellation (when shutdown
 /// takes longer than allowed) abandons the thread, and the process exit closes its connections,
 /// which frees the leases in PostgreSQL.
@@ -26,6 +27,10 @@ public struct RelayService: Service {
         if let problem = stop.pipeProblem { logger.error("\(problem)") }
         let finished = OneShot()
         let (configuration, logger, notifier, health) = (self.configuration, self.logger, self.notifier, self.health)
+        // READY=1 as soon as the relay runs, servers or not: systemd sees the unit active while
+        // STATUS= says what it waits for, so a database that comes up late never fails the start.
+        notifier.notify("READY=1")
+        notifier.notify("STATUS=waiting: connecting to PostgreSQL and Redis")
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in

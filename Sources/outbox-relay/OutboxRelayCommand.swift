@@ -18,6 +18,10 @@ struct OutboxRelayCommand: AsyncParsableCommand {
     /// message printed here repeats a password from the command line or the environment, even
     /// one that did not parse.
     static func main() async {
+        if asksForRootHelp(Array(CommandLine.arguments.dropFirst())) {
+            print(rootHelp())
+            return
+        }
         let redactor = commandLineRedactor()
         do {
             var command = try parseAsRoot(Self.argumentsWithEnvironment())
@@ -59,7 +63,7 @@ extension OutboxRelayCommand {
     /// The command line, plus `OUTBOX_RELAY_*` variables for the relay's own flags when it runs
     /// (the other subcommands take their flags from the command line).
     static func argumentsWithEnvironment() -> [String] {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = EmptyFlagValues.separated(Array(CommandLine.arguments.dropFirst()))
         let others = ["migrate", "dead-letters", "status", "help"]
         if let first = arguments.first, others.contains(first) { return arguments }
         return EnvironmentArguments(flags: RunCommand.environmentFlags)

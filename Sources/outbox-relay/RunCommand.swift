@@ -26,7 +26,7 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var outbox: OutboxOptions
 
-    @Option(help: ArgumentHelp("Split keys to serve, comma-separated; default: every key with pending rows.", valueName: "a,b,c"))
+    @Option(help: ArgumentHelp("Split keys to serve, comma-separated; default (or empty): every key with pending rows.", valueName: "a,b,c"))
     var splitKeys: String?
 
     @Option(help: "Most rows fetched, pushed and marked per batch (1 to 10000).")
@@ -84,10 +84,10 @@ struct RunCommand: AsyncParsableCommand {
         guard LogLevelName.parse(logLevel) != nil else {
             throw ValidationError("--log-level must be fatal, error, warn, info or debug, got '\(logLevel)'")
         }
-        if let splitKeys, parsedSplitKeys(splitKeys).isEmpty {
-            throw ValidationError("--split-keys names no key")
+        if let misspelled = Self.unknownVariables().first(where: \.isMisspelledFlag) {
+            throw ValidationError("\(misspelled.name) names no flag; did you mean \(misspelled.suggestion)?")
         }
-        if splitKeys != nil && !outbox.schema.hasSplitKeys {
+        if splitKeys.flatMap(SplitKeyList.parse) != nil && !outbox.schema.hasSplitKeys {
             throw ValidationError("--split-keys: the \(outbox.schema.rawValue) layout has no split key column")
         }
         if let redisNamespace, redisNamespace.isEmpty || redisNamespace.contains(where: \.isWhitespace) {
@@ -115,7 +115,7 @@ struct RunCommand: AsyncParsableCommand {
         let connection = try connection.resolved()
         var configuration = RelayConfiguration(
             databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),
-            messageFormat: outbox.messageFormat, splitKeys: splitKeys.map(parsedSplitKeys), batchSize: batchSize,
+            messageFormat: outbox.messageFormat, splitKeys: splitKeys.flatMap(SplitKeyList.parse), batchSize: batchSize,
             sleepOnEmpty: sleepOnEmpty,
             sidekiq: SidekiqJobEncoder(timestamps: sidekiqTimestamps, maximumPayloadBytes: maxPayloadBytes),
             keys: SidekiqKeys(namespace: redisNamespace), networkTimeout: networkTimeout, maxBatchBytes: maxBatchBytes,
@@ -138,6 +138,9 @@ struct RunCommand: AsyncParsableCommand {
             logger.warning("\(line)")
         case .enough:
             break
+        }
+        for unknown in Self.unknownVariables() {
+            logger.notice("ignoring \(unknown.name): it names no flag of run (closest: \(unknown.suggestion))")
         }
         if !lock {
             logger.info("--no-lock is accepted for res_outbox's unit files, but outbox-relay always leases each split key")
@@ -210,8 +213,9 @@ struct RunCommand: AsyncParsableCommand {
         return CleanupPolicy(retention: retention, limit: limit)
     }
 
-    private func parsedSplitKeys(_ text: String) -> [SplitKey] {
-        text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.map(SplitKey.named)
+    /// The `OUTBOX_RELAY_*` variables of this process that stand for no flag.
+    static func unknownVariables() -> [UnknownVariable] {
+        EnvironmentArguments(flags: environmentFlags).unknownVariables(in: ProcessInfo.processInfo.environment)
     }
 }
 
