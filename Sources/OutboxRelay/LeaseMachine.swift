@@ -14,7 +14,8 @@
 /// The rules that keep the promise live here, where tests see them: a batch is marked only after
 /// its push succeeded; the record written with a push covers every pushed batch whose mark has not
 /// committed (``PushLedger``); rows an earlier holder pushed are marked, never pushed again; a
-/// batch Redis refuses is neither marked nor recorded; any failure abandons the lease without
+/// batch Redis refuses is neither marked nor recorded; a claim or push too few replicas
+/// acknowledged (`WAIT`) is never acted on; any failure abandons the lease without
 /// releasing the record, so the next holder learns what is in Redis.
 public struct LeaseMachine: Sendable {
     /// A pipelined statement of the lease: the driver sends a group of them as one transaction, and
@@ -58,12 +59,18 @@ public struct LeaseMachine: Sendable {
     public enum Claim: Sendable, Equatable {
         case granted(fence: String, alreadyPushed: Set<Int64>)
         case fenced(newerToken: String)
+        /// The claim ran, but fewer replicas than `--redis-wait-replicas` acknowledged it (and so
+        /// the record it read): a failover could still lose what it says is in Redis.
+        case unconfirmed(String)
     }
 
     public enum Push: Sendable, Equatable {
         case pushed
         /// Redis would refuse a write of the batch; nothing of it was written.
         case refused(String)
+        /// The push ran on the master, but fewer replicas than `--redis-wait-replicas`
+        /// acknowledged it within the timeout: uncertain, like a lost reply.
+        case unconfirmed(String)
     }
 
     public enum Failure: Sendable, Equatable {
@@ -71,6 +78,9 @@ public struct LeaseMachine: Sendable {
         case fenced(String)
         /// A server did not answer, or answered with an error the protocol cannot go on from.
         case serverFailed(String)
+        /// Too few Redis replicas acknowledged a claim or a push (`WAIT`): its writes may be lost
+        /// in a failover, so nothing of it is marked; the next claim decides.
+        case unconfirmed(String)
     }
 
     /// Rows that arrived for a fetch, planned for Redis by the driver (``BatchPlan``, whose rows
@@ -193,6 +203,8 @@ public struct LeaseMachine: Sendable {
             state = .relaying(.awaiting)
             expected = [.fetch(limit: tempo.limit, after: nil)]
             return .send(expected)
+        case .unconfirmed(let why):
+            return abandon(.unconfirmed(why))
         case .fenced(let newer):
             guard rewound == nil else { return abandon(.fenced("token \(xid) is older than \(newer)")) }
             state = .checkingRewind(xid: xid, seen: newer)
@@ -259,6 +271,10 @@ public struct LeaseMachine: Sendable {
             outcome.carriedLimit = nil
             state = .relaying(.draining)
             return next()
+        case .unconfirmed(let why):
+            // Not marked and not in the ledger: whether Redis keeps the batch is decided by the
+            // next holder's claim, once replicas acknowledged what it read.
+            return abandon(.unconfirmed(why))
         }
     }
 

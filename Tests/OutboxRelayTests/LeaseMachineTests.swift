@@ -231,6 +231,43 @@ import Testing
         }
         #expect(reason.hasPrefix("protocol error: mark"))
     }
+
+    // MARK: replica-acknowledged pushes (--redis-wait-replicas)
+
+    @Test func anUnconfirmedPushIsNeitherMarkedNorRecordedAndAbandonsTheLease() {
+        var machine = Self.granted(batchSize: 2)
+        _ = machine.sent()
+        #expect(machine.fetched(Self.fetched([1, 2])) == .send([.fetch(limit: 2, after: 2)]))
+        #expect(machine.sent() == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.pushAnswered(.unconfirmed("0 of 1 replicas")) == .abandon(.unconfirmed("0 of 1 replicas")))
+        #expect(machine.ledger.remaining.isEmpty, "the batch is not taken as pushed")
+        #expect(machine.marked() == .abandon(.serverFailed("protocol error: mark in state done")), "no mark follows")
+    }
+
+    @Test func aConfirmedBatchIsMarkedWhileTheNextBatchIsUnconfirmed() {
+        var machine = Self.granted(batchSize: 2)
+        _ = machine.sent()
+        _ = machine.fetched(Self.fetched([1, 2]))
+        _ = machine.sent()
+        #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 2, after: 2)))
+        // Batch 1's mark goes out with the fetch of batch 3, before batch 2's push is answered:
+        // batch 1 was confirmed, batch 2 is not, so only batch 1 is ever marked.
+        #expect(machine.fetched(Self.fetched([3, 4])) == .send([.fetch(limit: 2, after: 4), .mark(ids: [1, 2], scheduled: [])]))
+        guard case .push = machine.sent() else {
+            Issue.record("expected the push of batch 2")
+            return
+        }
+        #expect(machine.pushAnswered(.unconfirmed("timeout")) == .abandon(.unconfirmed("timeout")))
+    }
+
+    @Test func anUnconfirmedClaimAbandonsBeforeAnythingIsFetched() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        // The record the claim read may not survive a failover: acting on it could mark rows
+        // whose jobs the promoted replica never got.
+        #expect(machine.claimAnswered(.unconfirmed("0 of 1 replicas")) == .abandon(.unconfirmed("0 of 1 replicas")))
+    }
 }
 
 extension LeaseMachine.Action {
