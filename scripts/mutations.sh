@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-10000}
 backup=$(mktemp -d)
-trap 'cp "$backup"/FencedPush.swift Sources/OutboxRelay/ 2>/dev/null; cp "$backup"/BatchPlan.swift Sources/OutboxRelay/ 2>/dev/null; rm -rf "$backup"' EXIT
-cp Sources/OutboxRelay/FencedPush.swift Sources/OutboxRelay/BatchPlan.swift "$backup"/
+trap 'for f in FencedPush BatchPlan LeaseMachine; do cp "$backup"/$f.swift Sources/OutboxRelay/ 2>/dev/null; done; rm -rf "$backup"' EXIT
+cp Sources/OutboxRelay/FencedPush.swift Sources/OutboxRelay/BatchPlan.swift Sources/OutboxRelay/LeaseMachine.swift "$backup"/
 
 mutate() { # name, python code editing the file named by sys.argv[1], file
     python3 - "$3" <<PY
@@ -41,6 +41,12 @@ for old, new in [("var queueIndex: [[UInt8]: Int] = [:]", "var queueIndex: [Stri
     assert old in s, old
     s = s.replace(old, new, 1)
 '
+# Issue 15: a push too few replicas acknowledged (WAIT) taken as pushed, so its rows get marked.
+unconfirmed_as_pushed='
+old = "        case .unconfirmed(let why):\n            // Not marked and not in the ledger"
+assert old in s, old
+s = s.replace(old, "        case .unconfirmed:\n            ledger.pushed(plan)\n            return afterPush(plan)\n        case .unconfirmed(let why) where false:\n            // Not marked", 1)
+'
 
 run() { # name, file, mutation
     echo "== mutation: $1"
@@ -58,4 +64,5 @@ status=0
 run record-before-push Sources/OutboxRelay/FencedPush.swift "$record_before_push"
 run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_database"
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"
+run unconfirmed-as-pushed Sources/OutboxRelay/LeaseMachine.swift "$unconfirmed_as_pushed"
 exit $status

@@ -127,6 +127,45 @@ final class RedisModel {
 
     func value(_ key: [UInt8]) -> Value? { keys[key] }
 
+    // MARK: replication and failover
+
+    /// What the one replica has acknowledged: the master's data as of the last time it caught
+    /// up. Replication is asynchronous and in order, so the replica always holds a prefix of the
+    /// master's writes; `WAIT` returns once it holds all of them (or times out).
+    private(set) var replicaKeys: [[UInt8]: Value] = [:]
+    /// The replica is down (killed): it acknowledges nothing and cannot be promoted.
+    var replicaDown = false
+
+    /// The replica catches up with every write the master acknowledged so far.
+    func replicate() {
+        if !replicaDown { replicaKeys = keys }
+    }
+
+    /// Sentinel promotes the replica: the master's writes it had not acknowledged are gone (fence
+    /// and record keys with the jobs, since a script replicates as one unit). Returns the jids of
+    /// the jobs lost. The old master comes back as a replica and resyncs, so it holds the same.
+    @discardableResult
+    func failOver() -> Set<String> {
+        let lost = Self.jobs(in: keys).subtracting(Self.jobs(in: replicaKeys))
+        keys = replicaKeys
+        return lost
+    }
+
+    /// The jids of the jobs in `data`'s lists and sorted sets, counted.
+    static func jobCounts(in data: [[UInt8]: Value]) -> [String: Int] {
+        var counts: [String: Int] = [:]
+        for value in data.values {
+            switch value {
+            case .list(let jobs): for job in jobs { counts[jid(in: job) ?? "?", default: 0] += 1 }
+            case .zset(let members): for job in members.keys { counts[jid(in: job) ?? "?", default: 0] += 1 }
+            default: continue
+            }
+        }
+        return counts
+    }
+
+    static func jobs(in data: [[UInt8]: Value]) -> Set<String> { Set(jobCounts(in: data).keys) }
+
     /// The relay's own keys are lost (an eviction policy, or a restart that kept the jobs).
     func evictRelayKeys() {
         for key in keys.keys where key.starts(with: Array("outbox-relay:".utf8)) { keys[key] = nil }

@@ -136,7 +136,10 @@ final class SimulatedRelay {
             return machine.leaseAnswered(xid: try world.postgres.tryLease(session, lease: lease.value))
         case .claim(let xid, let rewound):
             let reply = try world.redisScript(.claim, FencedPush.claim(sha: "", keys: keys, xid: xid, rewound: rewound), by: self)
-            return machine.claimAnswered(try FencedPush.claimAnswer(reply))
+            var claim = try FencedPush.claimAnswer(reply)
+            // As FencedRedis: WAIT follows the script in the same pipeline.
+            if case .granted = claim, world.waitReplicas, !world.redisWait() { claim = .unconfirmed("0 of 1 replicas") }
+            return machine.claimAnswered(claim)
         case .askNextTransactionID:
             return machine.nextTransactionID(try world.postgres.nextTransactionID(session))
         case .send(let statements):
@@ -165,7 +168,9 @@ final class SimulatedRelay {
             }
         case .push(let plan, let fence, let record):
             let command = FencedPush.push(sha: "", keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
-            return machine.pushAnswered(try FencedPush.pushAnswer(try world.redisScript(.push, command, by: self)))
+            var push = try FencedPush.pushAnswer(try world.redisScript(.push, command, by: self))
+            if push == .pushed, world.waitReplicas, !world.redisWait() { push = .unconfirmed("0 of 1 replicas") }
+            return machine.pushAnswered(push)
         case .skip(let rejections, _):
             skipped[key, default: []].formUnion(rejections.map(\.id))
             return machine.skipped()

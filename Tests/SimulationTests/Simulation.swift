@@ -55,6 +55,16 @@ final class Simulation {
     private var duplicatesExcused = false
     /// Jobs whose rows a restore took away: their jobs may stay in Redis.
     private var restored = false
+    /// Whether the relays run with `--redis-wait-replicas 1`: each claim and push counts only once
+    /// the replica acknowledged it (`WAIT`).
+    let waitReplicas: Bool
+    /// Redis failed over to its replica during the run, losing the writes it had not replicated.
+    private var failedOver = false
+    /// Jobs a failover took away (they were on the old master only).
+    private var lostInFailover: Set<String> = []
+    /// Rows marked enqueued whose jobs are not in Redis at the end: what a failover without
+    /// `WAIT` may lose (never with it).
+    private(set) var lostJobs = 0
     /// Keys of the wrong type the run set, to fix once the faults are over.
     private var wrongTyped: [String] = []
     private let databases: [Int]
@@ -78,6 +88,7 @@ final class Simulation {
         // Queue names that Swift's String calls equal (NFC and NFD) must stay two queues.
         queues = ["q", "caf\u{E9}", "cafe\u{301}"]
         rowsToProduce = random.int(10...60)
+        waitReplicas = random.chance(0.5)
         faultSteps = random.int(100...600)
         for name in 0..<random.int(1...3) {
             relays.append(
@@ -91,6 +102,12 @@ final class Simulation {
         postgres.onMark = { [unowned self] database, rows in
             for row in rows where redis.written[Self.jid(database: database, id: row.id)] == nil {
                 violate("row \(row.id) of database \(database) was marked enqueued while its job is not in Redis")
+            }
+            // With WAIT, a row is marked only once its job is on the replica, so no failover loses it.
+            guard waitReplicas else { return }
+            let replicated = RedisModel.jobs(in: redis.replicaKeys)
+            for row in rows where !replicated.contains(Self.jid(database: database, id: row.id)) {
+                violate("row \(row.id) of database \(database) was marked enqueued while its job is not on the replica (WAIT)")
             }
         }
     }
@@ -124,6 +141,15 @@ final class Simulation {
         return reply
     }
 
+    /// `WAIT 1 timeout` after a script: true once the replica has every write so far; false when
+    /// it is down or too slow.
+    func redisWait() -> Bool {
+        if redis.replicaDown { return false }
+        if inFaultPhase, random.chance(0.05) { return false }
+        redis.replicate()
+        return true
+    }
+
     private var inFaultPhase: Bool { now < faultSteps }
 
     /// Whether fault number n may happen; records it.
@@ -144,6 +170,8 @@ final class Simulation {
             now += 1
             produce()
             if inFaultPhase { injectFault() } else if now == faultSteps { endFaults() }
+            // The replica catches up whenever it likes.
+            if random.chance(0.3) { redis.replicate() }
             // The server runs pipelined groups whenever it likes.
             for session in postgres.sessionsWithUnrunGroups where random.chance(0.3) { postgres.runNextGroup(session) }
             random.pick(relays).step(in: self)
@@ -173,7 +201,7 @@ final class Simulation {
     private func injectFault() {
         guard random.chance(0.03) else { return }
         let relay = random.pick(relays)
-        switch random.int(0...9) {
+        switch random.int(0...11) {
         case 0, 1:
             if fault("relay \(relay.name) killed") { relay.crash(in: self, restartAt: now + random.int(1...40)) }
         case 2, 3:
@@ -192,12 +220,19 @@ final class Simulation {
                 wrongTyped.append(key)
             }
         case 6:
-            if let key = wrongTyped.popLast(), fault("Redis key \(key) fixed") { redis.set(key, nil) }
+            if let key = wrongTyped.popLast(), fault("Redis key \(key) fixed") { fixWrongType(key) }
         case 7:
             if fault("Redis lost the relay's fence and record keys") {
                 redis.evictRelayKeys()
                 duplicatesExcused = true
             }
+        case 10:
+            if !redis.replicaDown, fault("Redis failed over to its replica, losing the writes it had not replicated") {
+                lostInFailover.formUnion(redis.failOver())
+                failedOver = true
+            }
+        case 11:
+            if fault(redis.replicaDown ? "Redis replica back" : "Redis replica killed") { redis.replicaDown.toggle() }
         case 8:
             if !postgres.hasSnapshot, fault("backup of PostgreSQL taken") { postgres.takeSnapshot() }
         default:
@@ -210,9 +245,16 @@ final class Simulation {
     }
 
     private func endFaults() {
-        for key in wrongTyped { redis.set(key, nil) }
+        for key in wrongTyped { fixWrongType(key) }
         wrongTyped = []
         for relay in relays { relay.pausedUntil = 0 }
+        redis.replicaDown = false
+    }
+
+    /// Deletes a key the run set to a string, unless a failover took the string away and the
+    /// key holds jobs since.
+    private func fixWrongType(_ key: String) {
+        if redis.value(Array(key.utf8)) == .string(Array("oops".utf8)) { redis.set(key, nil) }
     }
 
     private func allRowsDone() -> Bool {
@@ -236,6 +278,7 @@ final class Simulation {
             violate("stalled: rows still pending \(pending.sorted().prefix(10)) long after the faults ended")
         }
         var expected: [String: (database: Int, row: PostgresModel.Row)] = [:]
+        let present = RedisModel.jobCounts(in: redis.keys)
         for (database, state) in postgres.databases {
             for row in state.rows.values {
                 let jid = Self.jid(database: database, id: row.id)
@@ -246,7 +289,22 @@ final class Simulation {
                 guard row.enqueued else { continue }
                 let count = redis.written[jid] ?? 0
                 if count == 0 { violate("row \(jid) is marked enqueued, but its job never reached Redis") }
-                if count > 1, !duplicatesExcused { violate("row \(jid)'s job was written to Redis \(count) times") }
+                guard failedOver else {
+                    if count > 1, !duplicatesExcused { violate("row \(jid)'s job was written to Redis \(count) times") }
+                    continue
+                }
+                // After a failover a job may have been written, lost and written again: count
+                // the copies Redis holds now.
+                let copies = present[jid] ?? 0
+                if copies > 1, !duplicatesExcused { violate("row \(jid)'s job is in Redis \(copies) times after a failover") }
+                guard copies == 0 else { continue }
+                if waitReplicas {
+                    violate("row \(jid) is marked enqueued, but a failover lost its job despite WAIT")
+                } else if !lostInFailover.contains(jid) {
+                    violate("row \(jid) is marked enqueued, but its job is not in Redis, nor lost in a failover")
+                } else {
+                    lostJobs += 1
+                }
             }
         }
         if !restored {
