@@ -7,6 +7,8 @@ public struct RelayConfiguration: Sendable {
     public var redis: RedisEndpoint
     /// Certificates for `rediss://`.
     public var redisTLS = RedisTLS()
+    /// Sentinel and replica acknowledgements (`WAIT`); none by default.
+    public var redisReplication = RedisReplication()
     public var layout: OutboxLayout
     public var table: TableName
     /// Only rows with this `format` are relayed.

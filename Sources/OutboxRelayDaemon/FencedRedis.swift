@@ -3,14 +3,36 @@ import OutboxRelayIO
 
 /// A Redis connection with the relay's scripts (``FencedPush``) loaded, speaking in leases:
 /// claim a lease's fence, push a batch under it, release it.
+///
+/// With `waitReplicas` above 0, every claim and push is followed, in the same pipeline, by `WAIT`:
+/// a claim or push fewer replicas acknowledged answers `.unconfirmed`, and the lease machine acts
+/// on neither. With `requireMaster` (Sentinel), the server must say `ROLE` master.
 final class FencedRedis {
     let connection: RedisConnection
+    /// Where this connection went (with Sentinel, the master they named).
+    let endpoint: RedisEndpoint
     private let claimSHA: String
     private let pushSHA: String
     private let releaseSHA: String
+    private let wait: RedisCommand?
+    private let waitReplicas: Int
 
-    init(endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS = RedisTLS()) throws {
+    init(
+        endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS = RedisTLS(), replication: RedisReplication = RedisReplication(),
+        requireMaster: Bool = false
+    ) throws {
+        self.endpoint = endpoint
         connection = try RedisConnection(endpoint: endpoint, timeout: timeout, tls: tls)
+        if requireMaster {
+            let role = try connection.send([RedisCommand("ROLE")])[0]
+            guard case .array(let parts) = role, parts.first?.text == "master" else {
+                let named = if case .array(let parts) = role, let first = parts.first?.text { first } else { "\(role)" }
+                throw RedisError(.connectionFailed, "Redis at \(endpoint) is not the master (ROLE says \(named)); asking the Sentinels again")
+            }
+        }
+        waitReplicas = replication.waitReplicas
+        wait = replication.waitReplicas > 0
+            ? RedisCommand("WAIT", String(replication.waitReplicas), String(max(1, Int(replication.waitTimeout * 1000)))) : nil
         let replies = try connection.send(
             [FencedPush.claimScript, FencedPush.pushScript, FencedPush.releaseScript].map { RedisCommand("SCRIPT", "LOAD", $0) })
         let shas = replies.compactMap(\.text)
@@ -22,19 +44,46 @@ final class FencedRedis {
 
     var isBroken: Bool { connection.isBroken }
 
+    /// Connects to `endpoint`, or with Sentinel to the master the Sentinels name (`endpoint`'s
+    /// host is then the master's name).
+    static func open(
+        _ endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS, replication: RedisReplication, sentinel: RedisSentinel?
+    ) throws -> FencedRedis {
+        let master = try sentinel?.master(of: endpoint, timeout: timeout, tlsSettings: tls) ?? endpoint
+        return try FencedRedis(endpoint: master, timeout: timeout, tls: tls, replication: replication, requireMaster: sentinel != nil)
+    }
+
+    /// The Sentinel locator of `replication`, or nil without Sentinel; `tls`: talk TLS to them.
+    static func sentinel(_ replication: RedisReplication, tls: Bool) -> RedisSentinel? {
+        guard !replication.sentinels.isEmpty else { return nil }
+        return RedisSentinel(sentinels: replication.sentinels, password: replication.sentinelPassword, tls: tls)
+    }
+
     /// Claims the fence for the lease taken by transaction `xid`; `rewound`: the fence this holder
     /// proved ahead of PostgreSQL's transaction ids, to start the next epoch from.
     func claim(_ keys: FencedPush.Keys, xid: Int64, rewound: String? = nil) throws -> LeaseMachine.Claim {
-        let reply = try connection.send([FencedPush.claim(sha: claimSHA, keys: keys, xid: xid, rewound: rewound)])[0]
-        return try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(reply) }
+        let replies = try connection.send([FencedPush.claim(sha: claimSHA, keys: keys, xid: xid, rewound: rewound)] + (wait.map { [$0] } ?? []))
+        let claim = try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(replies[0]) }
+        if case .granted = claim, let why = unconfirmed(replies) { return .unconfirmed("the claim: \(why)") }
+        return claim
     }
 
     /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
     /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
     func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: [Int64]? = nil) throws -> LeaseMachine.Push {
         let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedIDs)
-        let reply = try connection.send([command])[0]
-        return try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) }
+        let replies = try connection.send([command] + (wait.map { [$0] } ?? []))
+        let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(replies[0]) }
+        if push == .pushed, let why = unconfirmed(replies) { return .unconfirmed("the push: \(why)") }
+        return push
+    }
+
+    /// Why the `WAIT` that followed a script does not confirm it, or nil when it does (or none ran).
+    private func unconfirmed(_ replies: [RedisReply]) -> String? {
+        guard wait != nil, replies.count == 2 else { return nil }
+        guard case .integer(let acknowledged) = replies[1] else { return "WAIT failed: \(replies[1])" }
+        if acknowledged >= waitReplicas { return nil }
+        return "\(acknowledged) of \(waitReplicas) replicas acknowledged it in time (--redis-wait-replicas)"
     }
 
     /// Checks that Redis still answers (an idle relay would otherwise not notice until a push).

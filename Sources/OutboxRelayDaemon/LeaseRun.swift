@@ -123,6 +123,8 @@ struct LeaseRun {
                     return outcome
                 case .abandon(.fenced(let detail)):
                     throw RelayProblem.fenced(detail)
+                case .abandon(.unconfirmed(let detail)):
+                    throw RedisError(.commandFailed, "Redis replicas did not confirm \(detail); the rows stay pending until they do")
                 case .abandon(.serverFailed(let detail)):
                     throw RelayProblem.unexpectedReply("the lease protocol", detail)
                 }

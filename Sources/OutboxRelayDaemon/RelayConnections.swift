@@ -17,6 +17,8 @@ final class RelayConnections {
         var notifyChannel: String
         var redis: RedisEndpoint
         var redisTLS: RedisTLS
+        /// Sentinel and `WAIT` (issue 15).
+        var redisReplication = RedisReplication()
     }
 
     private let settings: Settings
@@ -29,6 +31,8 @@ final class RelayConnections {
     /// `<system identifier>:<database oid>`, which scopes the fences as the locks are scoped.
     private(set) var cluster = ""
     private var lastListenProblem: String?
+    /// With `--redis-sentinels`: finds the master on each (re)connect.
+    private lazy var sentinel = FencedRedis.sentinel(settings.redisReplication, tls: settings.redis.tls)
 
     init(settings: Settings, logger: Logger) {
         self.settings = settings
@@ -47,8 +51,9 @@ final class RelayConnections {
         }
         if redis == nil || redis?.isBroken == true {
             redis = nil
-            redis = try FencedRedis(endpoint: settings.redis, timeout: settings.networkTimeout, tls: settings.redisTLS)
-            logger.debug("connected to Redis", metadata: ["outbox.redis": "\(settings.redis)"])
+            redis = try FencedRedis.open(
+                settings.redis, timeout: settings.networkTimeout, tls: settings.redisTLS, replication: settings.redisReplication, sentinel: sentinel)
+            logger.debug("connected to Redis", metadata: ["outbox.redis": "\(redis!.endpoint)"])
         }
     }
 

@@ -56,7 +56,8 @@ public final class RelayLoop {
             settings: .init(
                 databaseURL: configuration.databaseURL, databasePassword: configuration.databasePassword,
                 networkTimeout: configuration.networkTimeout, queries: configuration.queries, table: configuration.table,
-                notifyChannel: configuration.notifyChannel, redis: configuration.redis, redisTLS: configuration.redisTLS),
+                notifyChannel: configuration.notifyChannel, redis: configuration.redis, redisTLS: configuration.redisTLS,
+                redisReplication: configuration.redisReplication),
             logger: logger)
         scheduler = PassScheduler(
             settings: .init(queries: configuration.queries, splitKeys: configuration.splitKeys, hasSplitKeys: configuration.layout.hasSplitKeys),

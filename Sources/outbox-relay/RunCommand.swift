@@ -21,10 +21,12 @@ struct RunCommand: AsyncParsableCommand {
         "redis-tls-cert", "redis-tls-key", "schema", "table", "message-format", "split-keys", "batch-size", "sleep-on-empty",
         "log-level", "log-format", "redis-namespace", "sidekiq-timestamps", "max-payload-bytes", "max-batch-bytes",
         "notify-channel", "network-timeout", "cleanup", "cleanup-limit", "metrics-listen", "metrics-url",
-    ]
+    ] + RedisReplicationOptions.environmentFlags
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var outbox: OutboxOptions
+    /// Sentinel and replica-acknowledged pushes (issue 15).
+    @OptionGroup var redisReplication: RedisReplicationOptions
 
     @Option(help: ArgumentHelp("Split keys to serve, comma-separated; default (or empty): every key with pending rows.", valueName: "a,b,c"))
     var splitKeys: String?
@@ -126,7 +128,8 @@ struct RunCommand: AsyncParsableCommand {
         let influx = try influxURL()
         configuration.samplesPending = influx != nil
         configuration.withAdvisoryLockPrefix = ProcessInfo.processInfo.environment["WITH_ADVISORY_LOCK_PREFIX"]
-        let redactor = connection.redactor.adding([influx?.password].compactMap { $0 })
+        configuration.redisReplication = try redisReplication.resolved(redis: connection.redis)
+        let redactor = connection.redactor.adding([influx?.password, configuration.redisReplication.sentinelPassword].compactMap { $0 })
         let level = LogLevelName.parse(logLevel)!
         let format = logFormat
         let logger = Logger(label: "outbox-relay") { _ in LineLogHandler(level: level, format: format, redactor: redactor) }

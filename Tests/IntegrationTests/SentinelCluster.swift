@@ -1,0 +1,133 @@
+import Foundation
+import OutboxRelay
+import OutboxRelayIO
+import Testing
+
+/// A Redis master, one replica and three Sentinels of the test's own on loopback, all in
+/// folders under /tmp that ``destroy()`` removes (also when the test fails).
+final class SentinelCluster {
+    static let masterName = "mymaster"
+    /// The two data nodes; which is the master changes with each failover.
+    let nodes: [PrivateRedis]
+    let sentinelPorts: [Int]
+    private var sentinels: [Process] = []
+    private let directory: String
+
+    init() throws {
+        let first = try PrivateRedis()
+        nodes = [first, try PrivateRedis(extraArguments: ["--replicaof", "127.0.0.1", String(first.port)])]
+        sentinelPorts = (0..<3).map { _ in freePort() }
+        directory = "/tmp/outbox-relay-sentinels-\(getpid())-\(sentinelPorts[0])"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            for port in sentinelPorts {
+                let config = "\(directory)/sentinel-\(port).conf"
+                try """
+                    port \(port)
+                    bind 127.0.0.1
+                    dir \(directory)
+                    sentinel monitor \(Self.masterName) 127.0.0.1 \(first.port) 2
+                    sentinel down-after-milliseconds \(Self.masterName) 1000
+                    sentinel failover-timeout \(Self.masterName) 4000
+                    sentinel parallel-syncs \(Self.masterName) 1
+
+                    """.write(toFile: config, atomically: true, encoding: .utf8)
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+                process.arguments = [config, "--sentinel"]
+                process.standardOutput = FileHandle.nullDevice
+                try process.run()
+                sentinels.append(process)
+            }
+            // Ready for a failover once every Sentinel knows the replica and the two others.
+            try waitUntil("Sentinels see the replica and each other", seconds: 30) {
+                sentinelPorts.allSatisfy { port in
+                    guard let sentinel = try? RedisConnection(endpoint: Self.sentinel(port), timeout: 1),
+                        let replies = try? sentinel.send([
+                            RedisCommand("SENTINEL", "replicas", Self.masterName), RedisCommand("SENTINEL", "sentinels", Self.masterName),
+                        ]),
+                        case .array(let replicas) = replies[0], case .array(let others) = replies[1], replicas.count == 1, others.count == 2,
+                        case .array(let fields) = replicas[0]
+                    else { return false }
+                    let flags = zip(fields, fields.dropFirst()).first { $0.0.text == "flags" }?.1.text ?? ""
+                    return flags == "slave"
+                }
+            }
+            try waitUntilReplicaInSync()
+        } catch {
+            destroy()
+            throw error
+        }
+    }
+
+    static func sentinel(_ port: Int) -> RedisEndpoint { RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)) }
+
+    var sentinelList: String { sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") }
+
+    /// The master's port as the Sentinels agree on it (nil while they disagree or cannot say).
+    func masterPort() -> Int? {
+        let ports = sentinelPorts.map { port -> Int? in
+            guard let sentinel = try? RedisConnection(endpoint: Self.sentinel(port), timeout: 1),
+                case .array(let parts)? = try? sentinel.send([RedisCommand("SENTINEL", "get-master-addr-by-name", Self.masterName)])[0],
+                parts.count == 2
+            else { return nil }
+            return parts[1].text.flatMap(Int.init)
+        }
+        guard let first = ports.first, ports.allSatisfy({ $0 == first }) else { return nil }
+        return first
+    }
+
+    var master: PrivateRedis { nodes.first { $0.port == masterPort() }! }
+    var replica: PrivateRedis { nodes.first { $0.port != masterPort() }! }
+
+    func connection(_ node: PrivateRedis) throws -> RedisConnection { try RedisConnection(endpoint: node.adminEndpoint, timeout: 2) }
+
+    /// `ROLE`'s first word on a node, or nil when it does not answer.
+    func role(_ node: PrivateRedis) -> String? {
+        guard case .array(let parts)? = try? connection(node).send([RedisCommand("ROLE")])[0] else { return nil }
+        return parts.first?.text
+    }
+
+    /// Cuts the replica off the master for as long as the test likes: the replica cannot
+    /// authenticate to resync (a wrong `masterauth`), so the master's writes from now on exist
+    /// only on the master. Returns what undoes it.
+    func cutReplication() throws -> () throws -> Void {
+        let replica = self.replica
+        _ = try connection(replica).send([RedisCommand("CONFIG", "SET", "masterauth", "not-the-password")])
+        _ = try connection(master).send([RedisCommand("CLIENT", "KILL", "TYPE", "replica")])
+        return { _ = try self.connection(replica).send([RedisCommand("CONFIG", "SET", "masterauth", "")]) }
+    }
+
+    /// Waits until the Sentinels name a master other than `old`, and it says it is the master.
+    func waitForFailover(from old: Int, seconds: Double = 60) throws {
+        try waitUntil("the Sentinels promote the replica", seconds: seconds) {
+            guard let port = masterPort(), port != old else { return false }
+            return role(nodes.first { $0.port == port }!) == "master"
+        }
+    }
+
+    /// Waits until the non-master node replicates the master with its link up and offsets equal.
+    func waitUntilReplicaInSync(seconds: Double = 60) throws {
+        try waitUntil("the replica in sync with the master", seconds: seconds) {
+            guard masterPort() != nil, case .bulk(let info)? = try? connection(replica).send([RedisCommand("INFO", "replication")])[0] else {
+                return false
+            }
+            let text = String(decoding: info, as: UTF8.self)
+            guard text.contains("role:slave"), text.contains("master_link_status:up"), text.contains("master_port:\(master.port)") else {
+                return false
+            }
+            guard case .integer(let acknowledged)? = try? connection(master).send([RedisCommand("WAIT", "1", "100")])[0] else { return false }
+            return acknowledged >= 1
+        }
+    }
+
+    func destroy() {
+        for process in sentinels where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        sentinels = []
+        for node in nodes { node.destroy() }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

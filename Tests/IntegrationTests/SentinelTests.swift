@@ -1,0 +1,123 @@
+import Foundation
+import OutboxRelay
+import OutboxRelayIO
+import Testing
+
+/// Redis failovers under two relay processes that follow the Sentinels, while an application
+/// commits: with `--redis-wait-replicas 1` nothing is lost or duplicated, whatever the fault;
+/// without it, a kill -9 of the master may lose the jobs it had not replicated, never more.
+@Suite(.serialized) struct SentinelTests {
+    static func relays(_ outbox: TestOutbox, _ cluster: SentinelCluster, wait: Bool) throws -> [RelayProcess] {
+        var arguments = [
+            "--database-url", outbox.servers.databaseURL, "--table", outbox.table.name, "--redis-sentinels", cluster.sentinelList,
+            "--redis-url", "redis://\(SentinelCluster.masterName)/0", "--batch-size", "20", "--sleep-on-empty", "0.05",
+            "--network-timeout", "2",
+        ]
+        if wait { arguments += ["--redis-wait-replicas", "1", "--redis-wait-timeout", "0.5"] }
+        let relays = try (0..<2).map { _ in try RelayProcess(arguments) }
+        for relay in relays { #expect(relay.waitForLog("info ready", seconds: 30), "relay ready: \(relay.log)") }
+        return relays
+    }
+
+    /// Waits for the producer to have committed `rows` more rows and the relays to have marked them.
+    static func relayMore(_ outbox: TestOutbox, _ producer: OutboxProducer, rows: Int = 200, seconds: Double = 60) throws {
+        let target = producer.produced + rows
+        try waitUntil("\(rows) more rows relayed", seconds: seconds) {
+            try outbox.postgres.query(SQLStatement(
+                "SELECT count(*) FROM \(outbox.table.quoted) WHERE enqueued_at IS NOT NULL AND (convert_from(payload, 'UTF8')::json->'args'->>0)::int >= $1",
+                [String(target)])).int64(0, 0)! > 0
+        }
+    }
+
+    /// Stops the producer, waits for every row to be marked, and counts the jobs on the master.
+    static func drainAndCount(_ outbox: TestOutbox, _ cluster: SentinelCluster, _ producer: OutboxProducer, _ relays: [RelayProcess])
+        throws -> DeliveryCount
+    {
+        producer.stop()
+        try waitUntil("every row relayed", seconds: 60) { try outbox.pendingCount() == 0 }
+        for (index, relay) in relays.enumerated() { #expect(relay.process.isRunning, "relay \(index) never restarted: \(relay.log.suffix(2000))") }
+        return try DeliveryCount.of(table: outbox.table, postgres: outbox.postgres, redis: cluster.connection(cluster.master))
+    }
+
+    @Test func withReplicaAcknowledgementsNoFailoverLosesOrDuplicatesAJob() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let cluster = try SentinelCluster()
+        defer { cluster.destroy() }
+        let relays = try Self.relays(outbox, cluster, wait: true)
+        let producer = OutboxProducer(url: outbox.servers.databaseURL, table: outbox.table)
+        defer { producer.stop() }
+        try Self.relayMore(outbox, producer)
+
+        // 1. A planned failover: the master is demoted, its clients dropped.
+        let first = try #require(cluster.masterPort())
+        _ = try RedisConnection(endpoint: SentinelCluster.sentinel(cluster.sentinelPorts[0]), timeout: 2)
+            .send([RedisCommand("SENTINEL", "FAILOVER", SentinelCluster.masterName)])
+        try cluster.waitForFailover(from: first)
+        try cluster.waitUntilReplicaInSync()
+        try Self.relayMore(outbox, producer)
+
+        // 2. kill -9 of the master while its replica lags; the master comes back empty and rejoins
+        // as a replica. Nothing pushed meanwhile is confirmed, so nothing of it is marked.
+        let killed = cluster.master
+        let reconnect = try cluster.cutReplication()
+        let produced = producer.produced
+        try waitUntil("rows committed while the replica lags") { producer.produced > produced + 100 }
+        killed.stop()
+        try reconnect()
+        try cluster.waitForFailover(from: killed.port)
+        try killed.start()
+        try cluster.waitUntilReplicaInSync()
+        try Self.relayMore(outbox, producer)
+
+        // 3. The replica killed: no push is confirmed, so nothing committed from now on is marked.
+        let replica = cluster.replica
+        replica.stop()
+        let afterKill = producer.produced
+        Thread.sleep(forTimeInterval: 1.5)
+        let markedMeanwhile = try outbox.postgres.query(SQLStatement(
+            "SELECT count(*) FROM \(outbox.table.quoted) WHERE enqueued_at IS NOT NULL AND (convert_from(payload, 'UTF8')::json->'args'->>0)::int > $1",
+            [String(afterKill)])).int64(0, 0)!
+        #expect(producer.produced > afterKill + 50, "the producer went on committing")
+        #expect(markedMeanwhile == 0, "no row is marked while no replica acknowledges")
+        try replica.start()
+        try cluster.waitUntilReplicaInSync()
+        try Self.relayMore(outbox, producer)
+
+        let count = try Self.drainAndCount(outbox, cluster, producer, relays)
+        print("Sentinel failovers with --redis-wait-replicas 1: \(count)")
+        #expect(count.lost == 0 && count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
+        #expect(relays.contains { $0.log.contains("replicas did not confirm") }, "the paused pushes are logged")
+        for relay in relays { relay.signal(SIGTERM) }
+        for relay in relays { #expect(relay.waitForExit(seconds: 10) == 0) }
+    }
+
+    @Test func withoutReplicaAcknowledgementsAKilledMasterLosesOnlyWhatItHadNotReplicated() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let cluster = try SentinelCluster()
+        defer { cluster.destroy() }
+        let relays = try Self.relays(outbox, cluster, wait: false)
+        let producer = OutboxProducer(url: outbox.servers.databaseURL, table: outbox.table)
+        defer { producer.stop() }
+        try Self.relayMore(outbox, producer)
+        // The replica lags while the relays push and mark, then the master dies.
+        let killed = cluster.master
+        let reconnect = try cluster.cutReplication()
+        try Self.relayMore(outbox, producer, rows: 100)
+        killed.stop()
+        try reconnect()
+        try cluster.waitForFailover(from: killed.port)
+        try killed.start()
+        try cluster.waitUntilReplicaInSync()
+        try Self.relayMore(outbox, producer)
+
+        let count = try Self.drainAndCount(outbox, cluster, producer, relays)
+        print("Sentinel kill -9 failover without WAIT: \(count)")
+        // Lost: the jobs the master acknowledged while its replica lagged, whose rows were marked.
+        #expect(count.lost > 0, "the rows marked while the replica lagged lost their jobs: \(count)")
+        #expect(count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
+        for relay in relays { relay.signal(SIGTERM) }
+        for relay in relays { #expect(relay.waitForExit(seconds: 10) == 0) }
+    }
+}
