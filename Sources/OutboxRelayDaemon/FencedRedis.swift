@@ -16,6 +16,7 @@ final class FencedRedis {
     private let releaseSHA: String
     private let wait: RedisCommand?
     private let waitReplicas: Int
+    private let requireMaster: Bool
 
     init(
         endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS = RedisTLS(), replication: RedisReplication = RedisReplication(),
@@ -23,13 +24,7 @@ final class FencedRedis {
     ) throws {
         self.endpoint = endpoint
         connection = try RedisConnection(endpoint: endpoint, timeout: timeout, tls: tls)
-        if requireMaster {
-            let role = try connection.send([RedisCommand("ROLE")])[0]
-            guard case .array(let parts) = role, parts.first?.text == "master" else {
-                let named = if case .array(let parts) = role, let first = parts.first?.text { first } else { "\(role)" }
-                throw RedisError(.connectionFailed, "Redis at \(endpoint) is not the master (ROLE says \(named)); asking the Sentinels again")
-            }
-        }
+        self.requireMaster = requireMaster
         waitReplicas = replication.waitReplicas
         wait = replication.waitReplicas > 0
             ? RedisCommand("WAIT", String(replication.waitReplicas), String(max(1, Int(replication.waitTimeout * 1000)))) : nil
@@ -40,6 +35,7 @@ final class FencedRedis {
             throw RedisError(.connectionFailed, "Redis refused to load the relay's scripts: \(replies)")
         }
         (claimSHA, pushSHA, releaseSHA) = (shas[0], shas[1], shas[2])
+        if requireMaster { try checkRole() }
     }
 
     var isBroken: Bool { connection.isBroken }
@@ -86,9 +82,20 @@ final class FencedRedis {
         return "\(acknowledged) of \(waitReplicas) replicas acknowledged it in time (--redis-wait-replicas)"
     }
 
-    /// Checks that Redis still answers (an idle relay would otherwise not notice until a push).
+    /// Checks that Redis still answers (an idle relay would otherwise not notice until a push),
+    /// and with Sentinel that it is still the master.
     func ping() throws {
+        if requireMaster { return try checkRole() }
         _ = try call(RedisCommand("PING"))
+    }
+
+    /// Throws unless `ROLE` says master, so the loop drops the connection and asks the Sentinels.
+    private func checkRole() throws {
+        let role = try connection.send([RedisCommand("ROLE")])[0]
+        guard case .array(let parts) = role, parts.first?.text == "master" else {
+            let named = if case .array(let parts) = role, let first = parts.first?.text { first } else { "\(role)" }
+            throw RedisError(.connectionLost, "Redis at \(endpoint) is not the master (ROLE says \(named)); asking the Sentinels again")
+        }
     }
 
     /// Ends the lease in Redis, leaving in the record only `remaining`, the rows still unmarked.
