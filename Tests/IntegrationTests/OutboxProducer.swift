@@ -13,6 +13,7 @@ final class OutboxProducer: @unchecked Sendable {
     private let perCommit: Int
     private let lock = NSLock()
     private var stopping = false
+    private var paused = false
     private var finished = false
     private var next = 1
     private var connection: PostgresConnection?
@@ -27,6 +28,15 @@ final class OutboxProducer: @unchecked Sendable {
     /// Numbers handed out so far (committed or not).
     var produced: Int { lock.withLock { next - 1 } }
 
+    /// Stops committing until ``resume()``, after the commit in hand.
+    func pause() {
+        lock.withLock { paused = true }
+    }
+
+    func resume() {
+        lock.withLock { paused = false }
+    }
+
     func stop() {
         lock.withLock { stopping = true }
         while !lock.withLock({ finished }) { Thread.sleep(forTimeInterval: 0.01) }
@@ -34,6 +44,10 @@ final class OutboxProducer: @unchecked Sendable {
 
     private func loop() {
         while !lock.withLock({ stopping }) {
+            if lock.withLock({ paused }) {
+                Thread.sleep(forTimeInterval: 0.01)
+                continue
+            }
             let first = lock.withLock { () -> Int in
                 defer { next += perCommit }
                 return next

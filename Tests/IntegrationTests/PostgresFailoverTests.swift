@@ -87,9 +87,24 @@ import Testing
             try pair.standby.stop()
             try pair.relayMore(producer, table)
         }
+        if !synchronous {
+            // Known limit (README): once the promoted database's transaction ids overtake the
+            // fences of the lost history, a claim can no longer tell that history was lost, and
+            // trusts a record whose ids the database may have reused for new rows. Here the
+            // relays claim every key before the application commits again.
+            producer.pause()
+        }
         try pair.primary.stop(mode: "immediate")
-        if !synchronous { try pair.standby.start() }
-        try pair.standby.promote()
+        if !synchronous {
+            try pair.standby.start()
+            try pair.standby.promote()
+            try waitUntil("the promoted database's rows relayed", seconds: 60) {
+                (try? pair.connection()?.query(SQLStatement("SELECT count(*) FROM \(table.quoted) WHERE enqueued_at IS NULL")).int64(0, 0)) == 0
+            }
+            producer.resume()
+        } else {
+            try pair.standby.promote()
+        }
         try pair.relayMore(producer, table)
         producer.stop()
         try waitUntil("every row relayed", seconds: 60) {

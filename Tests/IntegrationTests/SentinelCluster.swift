@@ -7,31 +7,72 @@ import Testing
 /// folders under /tmp that ``destroy()`` removes (also when the test fails).
 final class SentinelCluster {
     static let masterName = "mymaster"
+
+    /// TLS everywhere (certificates of scripts/test-certs.sh), a password on the data nodes, an
+    /// ACL user for the relay, and a password on the Sentinels.
+    struct Security {
+        let certificates: String
+        let password: String
+        let user: String
+        let userPassword: String
+        let sentinelPassword: String
+
+        var tls: RedisTLS {
+            RedisTLS(caFile: "\(certificates)/ca.crt", certificateFile: "\(certificates)/client.crt", keyFile: "\(certificates)/client.key")
+        }
+
+        var serverTLS: [String] {
+            [
+                "--tls-cert-file", "\(certificates)/server.crt", "--tls-key-file", "\(certificates)/server.key",
+                "--tls-ca-cert-file", "\(certificates)/ca.crt", "--tls-replication", "yes",
+            ]
+        }
+    }
+
     /// The two data nodes; which is the master changes with each failover.
     let nodes: [PrivateRedis]
     let sentinelPorts: [Int]
+    let security: Security?
     private var sentinels: [Process] = []
     private let directory: String
 
-    init() throws {
-        let first = try PrivateRedis()
-        nodes = [first, try PrivateRedis(extraArguments: ["--replicaof", "127.0.0.1", String(first.port)])]
+    init(security: Security? = nil) throws {
+        self.security = security
+        var arguments: [String] = []
+        if let security {
+            arguments = ["--port", "0", "--tls-port", "PORT"] + security.serverTLS + [
+                "--requirepass", security.password, "--masterauth", security.password,
+                "--user", security.user, "on", ">\(security.userPassword)", "~*", "&*", "+@all",
+            ]
+        }
+        let first = try PrivateRedis(extraArguments: arguments, password: security?.password, tls: security?.tls)
+        nodes = [
+            first,
+            try PrivateRedis(
+                extraArguments: arguments + ["--replicaof", "127.0.0.1", String(first.port)], password: security?.password, tls: security?.tls),
+        ]
         sentinelPorts = (0..<3).map { _ in freePort() }
         directory = "/tmp/outbox-relay-sentinels-\(getpid())-\(sentinelPorts[0])"
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             for port in sentinelPorts {
                 let config = "\(directory)/sentinel-\(port).conf"
-                try """
-                    port \(port)
-                    bind 127.0.0.1
-                    dir \(directory)
-                    sentinel monitor \(Self.masterName) 127.0.0.1 \(first.port) 2
-                    sentinel down-after-milliseconds \(Self.masterName) 1000
-                    sentinel failover-timeout \(Self.masterName) 4000
-                    sentinel parallel-syncs \(Self.masterName) 1
-
-                    """.write(toFile: config, atomically: true, encoding: .utf8)
+                var lines = ["port \(port)", "bind 127.0.0.1", "dir \(directory)"]
+                if let security {
+                    lines = ["port 0", "tls-port \(port)", "bind 127.0.0.1", "dir \(directory)"]
+                        + stride(from: 0, to: security.serverTLS.count, by: 2).map {
+                            "\(security.serverTLS[$0].dropFirst(2)) \(security.serverTLS[$0 + 1])"
+                        }
+                        + ["requirepass \(security.sentinelPassword)", "sentinel sentinel-pass \(security.sentinelPassword)"]
+                }
+                lines += [
+                    "sentinel monitor \(Self.masterName) 127.0.0.1 \(first.port) 2",
+                    "sentinel down-after-milliseconds \(Self.masterName) 1000",
+                    "sentinel failover-timeout \(Self.masterName) 4000",
+                    "sentinel parallel-syncs \(Self.masterName) 1",
+                ]
+                if let security { lines.append("sentinel auth-pass \(Self.masterName) \(security.password)") }
+                try (lines.joined(separator: "\n") + "\n").write(toFile: config, atomically: true, encoding: .utf8)
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
                 process.arguments = [config, "--sentinel"]
@@ -42,7 +83,7 @@ final class SentinelCluster {
             // Ready for a failover once every Sentinel knows the replica and the two others.
             try waitUntil("Sentinels see the replica and each other", seconds: 30) {
                 sentinelPorts.allSatisfy { port in
-                    guard let sentinel = try? RedisConnection(endpoint: Self.sentinel(port), timeout: 1),
+                    guard let sentinel = try? RedisConnection(endpoint: sentinel(port), timeout: 1, tls: security?.tls ?? RedisTLS()),
                         let replies = try? sentinel.send([
                             RedisCommand("SENTINEL", "replicas", Self.masterName), RedisCommand("SENTINEL", "sentinels", Self.masterName),
                         ]),
@@ -60,14 +101,16 @@ final class SentinelCluster {
         }
     }
 
-    static func sentinel(_ port: Int) -> RedisEndpoint { RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port)) }
+    func sentinel(_ port: Int) -> RedisEndpoint {
+        RedisEndpoint(address: .tcp(host: "127.0.0.1", port: port), tls: security != nil, password: security?.sentinelPassword)
+    }
 
     var sentinelList: String { sentinelPorts.map { "127.0.0.1:\($0)" }.joined(separator: ",") }
 
     /// The master's port as the Sentinels agree on it (nil while they disagree or cannot say).
     func masterPort() -> Int? {
         let ports = sentinelPorts.map { port -> Int? in
-            guard let sentinel = try? RedisConnection(endpoint: Self.sentinel(port), timeout: 1),
+            guard let sentinel = try? RedisConnection(endpoint: sentinel(port), timeout: 1, tls: security?.tls ?? RedisTLS()),
                 case .array(let parts)? = try? sentinel.send([RedisCommand("SENTINEL", "get-master-addr-by-name", Self.masterName)])[0],
                 parts.count == 2
             else { return nil }
@@ -80,12 +123,20 @@ final class SentinelCluster {
     var master: PrivateRedis { nodes.first { $0.port == masterPort() }! }
     var replica: PrivateRedis { nodes.first { $0.port != masterPort() }! }
 
-    func connection(_ node: PrivateRedis) throws -> RedisConnection { try RedisConnection(endpoint: node.adminEndpoint, timeout: 2) }
+    func connection(_ node: PrivateRedis) throws -> RedisConnection {
+        try RedisConnection(endpoint: node.adminEndpoint, timeout: 2, tls: node.tls)
+    }
 
     /// `ROLE`'s first word on a node, or nil when it does not answer.
     func role(_ node: PrivateRedis) -> String? {
         guard case .array(let parts)? = try? connection(node).send([RedisCommand("ROLE")])[0] else { return nil }
         return parts.first?.text
+    }
+
+    /// `SENTINEL FAILOVER`: a planned failover, the master demoted and its clients cut.
+    func failOver() throws {
+        _ = try RedisConnection(endpoint: sentinel(sentinelPorts[0]), timeout: 2, tls: security?.tls ?? RedisTLS())
+            .send([RedisCommand("SENTINEL", "FAILOVER", Self.masterName)])
     }
 
     /// Cuts the replica off the master for as long as the test likes: the replica cannot

@@ -7,12 +7,13 @@ import Testing
 /// commits: with `--redis-wait-replicas 1` nothing is lost or duplicated, whatever the fault;
 /// without it, a kill -9 of the master may lose the jobs it had not replicated, never more.
 @Suite(.serialized) struct SentinelTests {
-    static func relays(_ outbox: TestOutbox, _ cluster: SentinelCluster, wait: Bool) throws -> [RelayProcess] {
+    static func relays(
+        _ outbox: TestOutbox, _ cluster: SentinelCluster, wait: Bool, url: String = "redis://\(SentinelCluster.masterName)/0", more: [String] = []
+    ) throws -> [RelayProcess] {
         var arguments = [
             "--database-url", outbox.servers.databaseURL, "--table", outbox.table.name, "--redis-sentinels", cluster.sentinelList,
-            "--redis-url", "redis://\(SentinelCluster.masterName)/0", "--batch-size", "20", "--sleep-on-empty", "0.05",
-            "--network-timeout", "2",
-        ]
+            "--redis-url", url, "--batch-size", "20", "--sleep-on-empty", "0.05", "--network-timeout", "2",
+        ] + more
         if wait { arguments += ["--redis-wait-replicas", "1", "--redis-wait-timeout", "0.5"] }
         let relays = try (0..<2).map { _ in try RelayProcess(arguments) }
         for relay in relays { #expect(relay.waitForLog("info ready", seconds: 30), "relay ready: \(relay.log)") }
@@ -51,8 +52,7 @@ import Testing
 
         // 1. A planned failover: the master is demoted, its clients dropped.
         let first = try #require(cluster.masterPort())
-        _ = try RedisConnection(endpoint: SentinelCluster.sentinel(cluster.sentinelPorts[0]), timeout: 2)
-            .send([RedisCommand("SENTINEL", "FAILOVER", SentinelCluster.masterName)])
+        try cluster.failOver()
         try cluster.waitForFailover(from: first)
         try cluster.waitUntilReplicaInSync()
         try Self.relayMore(outbox, producer)
@@ -119,5 +119,47 @@ import Testing
         #expect(count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
         for relay in relays { relay.signal(SIGTERM) }
         for relay in relays { #expect(relay.waitForExit(seconds: 10) == 0) }
+    }
+
+    @Test func followsTheSentinelsOverTLSWithAnACLUserAndNeverPrintsAPassword() throws {
+        // Certificates of its own, removed afterwards (a folder of scripts/test-certs.sh).
+        let certificateFolder = "/tmp/outbox-relay-sentinel-certs-\(getpid())"
+        _ = try OperationsTests.run([OperationsTests.repository.appendingPathComponent("scripts/test-certs.sh").path, certificateFolder])
+        defer { try? FileManager.default.removeItem(atPath: certificateFolder) }
+        let security = SentinelCluster.Security(
+            certificates: certificateFolder, password: "Data-S3cret-pw", user: "relay", userPassword: "Us3r-S3cret-pw",
+            sentinelPassword: "Sent1nel-S3cret-pw")
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let cluster = try SentinelCluster(security: security)
+        defer { cluster.destroy() }
+        let passwordFile = FileManager.default.temporaryDirectory.appendingPathComponent("sentinel-password-\(getpid())").path
+        try security.sentinelPassword.write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: passwordFile) }
+        let certificates = security.certificates
+        let relays = try Self.relays(
+            outbox, cluster, wait: true, url: "rediss://\(security.user):\(security.userPassword)@\(SentinelCluster.masterName)/0",
+            more: [
+                "--redis-sentinel-password-file", passwordFile, "--redis-tls-ca", "\(certificates)/ca.crt",
+                "--redis-tls-cert", "\(certificates)/client.crt", "--redis-tls-key", "\(certificates)/client.key", "--log-level", "debug",
+            ])
+        let producer = OutboxProducer(url: outbox.servers.databaseURL, table: outbox.table)
+        defer { producer.stop() }
+        try Self.relayMore(outbox, producer)
+        let first = try #require(cluster.masterPort())
+        try cluster.failOver()
+        try cluster.waitForFailover(from: first)
+        try cluster.waitUntilReplicaInSync()
+        try Self.relayMore(outbox, producer)
+
+        let count = try Self.drainAndCount(outbox, cluster, producer, relays)
+        #expect(count.lost == 0 && count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
+        for relay in relays { relay.signal(SIGTERM) }
+        for relay in relays { #expect(relay.waitForExit(seconds: 10) == 0) }
+        for relay in relays {
+            for secret in [security.password, security.userPassword, security.sentinelPassword] {
+                #expect(!relay.log.contains(secret), "a password in the output")
+            }
+        }
     }
 }
