@@ -15,6 +15,10 @@ import Testing
         (["--database-url", "postgresql://u:hunter2@host:5432/db?sslmode=sometimes"], "--database-url: invalid database URL: invalid sslmode value: \"sometimes\""),
         (["--database-url", "postgresql://u:hunter2@host:5432/db?nosuch=1"], "--database-url: invalid database URL: invalid URI query parameter: \"nosuch\""),
         (["--table", "x; DROP TABLE y"], "--table: invalid table name 'x; DROP TABLE y': use letters, digits and '_' (optionally schema.table)"),
+        (["--redis-url", "redis://:hunter2@mymaster/0", "--redis-sentinels", "10.0.0.1:26379,x:0"], "--redis-sentinels: Sentinel 'x:0': the port is not a number from 1 to 65535"),
+        (["--redis-sentinel-password-file", "/nonexistent"], "--redis-sentinel-password-file needs --redis-sentinels"),
+        (["--redis-wait-replicas", "101"], "--redis-wait-replicas must be from 0 to 100, got 101"),
+        (["--redis-wait-timeout", "0"], "--redis-wait-timeout must be from 0.01 to 600 seconds, got 0.0"),
     ])
     func refusesBadFlagsWithOneLineAndExitCode64(arguments: [String], message: String) throws {
         var all = ["--database-url", "postgresql://localhost/db", "--redis-url", "redis://localhost:6379/0"]
