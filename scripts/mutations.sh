@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Proves the simulation bites: re-introduces, one at a time, each data-loss defect that issue 11
-# found, runs the simulation's default seeds, and expects it to fail. The sources are restored
+# Proves the simulation bites: re-introduces, one at a time, each data-loss defect that issues 11
+# and 15 found (and a record trusted without its rows' stamps after a restore), runs the simulation's default seeds, and expects it to fail. The sources are restored
 # after each mutation, whatever happens. Usage: scripts/mutations.sh [SEEDS]   (default 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +42,11 @@ for old, new in [("var queueIndex: [[UInt8]: Int] = [:]", "var queueIndex: [Stri
     s = s.replace(old, new, 1)
 '
 # Issue 15: a push too few replicas acknowledged (WAIT) taken as pushed, so its rows get marked.
+record_without_stamps='
+old = "guard !alreadyPushed.contains(row) else { continue }"
+assert old in s, old
+s = s.replace(old, "guard !alreadyPushed.contains(id: row.id) else { continue }", 1)
+'
 unconfirmed_as_pushed='
 old = "        case .unconfirmed(let why):\n            // Not marked and not in the ledger"
 assert old in s, old
@@ -65,4 +70,5 @@ run record-before-push Sources/OutboxRelay/FencedPush.swift "$record_before_push
 run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_database"
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"
 run unconfirmed-as-pushed Sources/OutboxRelay/LeaseMachine.swift "$unconfirmed_as_pushed"
+run record-without-stamps Sources/OutboxRelay/BatchPlan.swift "$record_without_stamps"
 exit $status

@@ -21,6 +21,8 @@ public struct BatchPlan: Sendable, Equatable {
     public let scheduled: [(score: String, json: [UInt8])]
     /// Rows whose jobs this batch pushes.
     public let pushedIDs: [Int64]
+    /// The same rows with their stamps, as the fence's record names them.
+    public let pushedRows: RecordedRows
     /// Every row to mark: those pushed now and those Redis already had (`alreadyPushed`).
     public let markIDs: [Int64]
     /// The rows (pushed now or before) whose jobs went to `schedule` rather than a queue.
@@ -34,7 +36,7 @@ public struct BatchPlan: Sendable, Equatable {
     /// Each row's payload is let go as soon as its job is encoded, so a batch of large payloads
     /// is held about once, not twice, when the caller hands its rows over.
     public init(
-        rows: consuming [OutboxRow], encoder: SidekiqJobEncoder, nowMicros: Int64, alreadyPushed: Set<Int64> = [],
+        rows: consuming [OutboxRow], encoder: SidekiqJobEncoder, nowMicros: Int64, alreadyPushed: RecordedRows = [],
         makeJID: () -> String
     ) {
         var rows = rows
@@ -43,6 +45,7 @@ public struct BatchPlan: Sendable, Equatable {
         var queueIndex: [[UInt8]: Int] = [:]
         var scheduled: [(score: String, json: [UInt8])] = []
         var pushedIDs: [Int64] = []
+        var pushedRows: RecordedRows = []
         var markIDs: [Int64] = []
         var scheduledIDs: [Int64] = []
         var rejections: [Rejection] = []
@@ -58,8 +61,10 @@ public struct BatchPlan: Sendable, Equatable {
             }
             markIDs.append(row.id)
             if case .scheduled = job.placement { scheduledIDs.append(row.id) }
-            guard !alreadyPushed.contains(row.id) else { continue }
+            // The very row an earlier holder pushed (same id, same stamp) is only marked.
+            guard !alreadyPushed.contains(row) else { continue }
             pushedIDs.append(row.id)
+            pushedRows.insert(row)
             switch job.placement {
             case .immediate:
                 let name = Array(job.queue.utf8)
@@ -76,6 +81,7 @@ public struct BatchPlan: Sendable, Equatable {
         self.queued = queued
         self.scheduled = scheduled
         self.pushedIDs = pushedIDs
+        self.pushedRows = pushedRows
         self.markIDs = markIDs
         self.scheduledIDs = scheduledIDs
         self.rejections = rejections

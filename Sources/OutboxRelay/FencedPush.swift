@@ -172,7 +172,7 @@ public enum FencedPush {
         guard case .array(let parts) = reply, parts.count >= 2 else { throw failure(reply, "claim") }
         if let refusal = refusal(parts) { throw .wrongType(refusal) }
         if parts[0] == .integer(1), parts.count == 3, let fence = parts[2].text {
-            return .granted(fence: fence, alreadyPushed: pushedIDs(inRecord: parts[1].text ?? ""))
+            return .granted(fence: fence, alreadyPushed: recordedRows(inRecord: parts[1].text ?? ""))
         }
         return .fenced(newerToken: parts[1].text ?? "?")
     }
@@ -209,16 +209,16 @@ public enum FencedPush {
         Int64(fence.split(separator: ":").last ?? "")
     }
 
-    /// The ids pushed under an earlier lease and perhaps not marked, from the record `claim`
-    /// returned (`<token>:<id>,<id>,…`); empty when there is none.
-    public static func pushedIDs(inRecord record: String) -> Set<Int64> {
+    /// The rows pushed under an earlier lease and perhaps not marked, from the record `claim`
+    /// returned (`<fence>:<id>@<stamp>,…`); empty when there is none.
+    public static func recordedRows(inRecord record: String) -> RecordedRows {
         guard let colon = record.lastIndex(of: ":") else { return [] }
-        return Set(record[record.index(after: colon)...].split(separator: ",").compactMap { Int64($0) })
+        return RecordedRows(parsing: record[record.index(after: colon)...])
     }
 
     /// `record`: the ids to record as pushed and perhaps unmarked (``PushLedger/record(pushing:)``).
     public static func push(
-        sha: String, keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: [Int64]
+        sha: String, keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordedRows
     ) -> RedisCommand {
         var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
         keyList += plan.queued.map { sidekiq.queue($0.queue) }
@@ -226,7 +226,7 @@ public enum FencedPush {
         arguments += keyList.map { Array($0.utf8) }
         arguments.append(Array(fence.utf8))
         arguments.append(Array(String(recordSeconds).utf8))
-        arguments.append(decimalList(record))
+        arguments.append(record.text)
         arguments.append(Array(String(plan.queued.count).utf8))
         for queue in plan.queued {
             arguments.append(Array(queue.queue.utf8))
@@ -241,31 +241,8 @@ public enum FencedPush {
         return RedisCommand(arguments)
     }
 
-    public static func release(sha: String, keys: Keys, fence: String, remaining: [Int64]) -> RedisCommand {
-        RedisCommand("EVALSHA", sha, "2", keys.fence, keys.record, fence, String(recordSeconds), idList(remaining))
-    }
-
-    static func idList(_ ids: [Int64]) -> String {
-        String(decoding: decimalList(ids), as: UTF8.self)
-    }
-
-    /// `ids` as comma-separated decimals, written digit by digit (thousands of ids per push).
-    static func decimalList(_ ids: [Int64]) -> [UInt8] {
-        var text: [UInt8] = []
-        text.reserveCapacity(ids.count * 8)
-        var digits = [UInt8](repeating: 0, count: 20)
-        for (position, id) in ids.enumerated() {
-            if position > 0 { text.append(UInt8(ascii: ",")) }
-            if id < 0 { text.append(UInt8(ascii: "-")) }
-            var rest = id.magnitude
-            var count = 0
-            repeat {
-                digits[count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                count += 1
-            } while rest > 0
-            for index in stride(from: count - 1, through: 0, by: -1) { text.append(digits[index]) }
-        }
-        return text
+    public static func release(sha: String, keys: Keys, fence: String, remaining: RecordedRows) -> RedisCommand {
+        RedisCommand(
+            "EVALSHA", sha, "2", keys.fence, keys.record, fence, String(recordSeconds), String(decoding: remaining.text, as: UTF8.self))
     }
 }

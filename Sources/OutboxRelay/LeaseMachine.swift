@@ -42,11 +42,11 @@ public struct LeaseMachine: Sendable {
         /// ``marked()`` or ``deadLettered(_:)``.
         case receive(Statement)
         /// Run the push script for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
-        case push(BatchPlan, fence: String, record: [Int64])
+        case push(BatchPlan, fence: String, record: RecordedRows)
         /// These rows can be neither relayed nor dead-lettered: pass over them; answer with ``skipped()``.
         case skip([BatchPlan.Rejection], because: String)
         /// Run the release script; answer with ``redisReleased()``.
-        case releaseRedis(fence: String, remaining: [Int64])
+        case releaseRedis(fence: String, remaining: RecordedRows)
         /// Give the advisory lock back; answer with ``leaseReleased()``.
         case releaseLease
         /// The lease is over.
@@ -57,7 +57,7 @@ public struct LeaseMachine: Sendable {
     }
 
     public enum Claim: Sendable, Equatable {
-        case granted(fence: String, alreadyPushed: Set<Int64>)
+        case granted(fence: String, alreadyPushed: RecordedRows)
         case fenced(newerToken: String)
         /// The claim ran, but fewer replicas than `--redis-wait-replicas` acknowledged it (and so
         /// the record it read): a failover could still lose what it says is in Redis.
@@ -151,7 +151,7 @@ public struct LeaseMachine: Sendable {
     private var fence = ""
     public private(set) var ledger = PushLedger(alreadyPushed: [])
     /// Rows an earlier holder pushed and perhaps did not mark: marked, never pushed again.
-    public private(set) var alreadyPushed: Set<Int64> = []
+    public private(set) var alreadyPushed: RecordedRows = []
     private var lastID: Int64?
     /// The batch pushed last, whose mark is not sent yet.
     private var unmarked: BatchPlan?

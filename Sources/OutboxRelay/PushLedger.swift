@@ -9,26 +9,26 @@
 public struct PushLedger: Sendable, Equatable {
     /// An earlier holder's rows not yet marked or found gone; only these can leave the ledger
     /// without a mark, so only these are checked against each fetch.
-    private var inherited: Set<Int64>
+    private var inherited: RecordedRows
     /// Rows this lease pushed whose mark has not committed.
-    private var pushedUnmarked: Set<Int64> = []
+    private var pushedUnmarked: RecordedRows = []
 
     /// Rows in Redis whose mark is not confirmed.
-    public var unmarked: Set<Int64> { inherited.union(pushedUnmarked) }
+    public var unmarked: RecordedRows { inherited.union(pushedUnmarked) }
 
     /// Starts a lease with the rows an earlier holder pushed, from the fence's record.
-    public init(alreadyPushed: Set<Int64>) {
+    public init(alreadyPushed: RecordedRows) {
         inherited = alreadyPushed
     }
 
     /// The record to write with the push of `plan`, in no particular order (its rows are new to
     /// the ledger: a lease fetches each row once, and rows already pushed are not pushed again).
-    public func record(pushing plan: BatchPlan) -> [Int64] {
-        Array(inherited) + Array(pushedUnmarked) + plan.pushedIDs
+    public func record(pushing plan: BatchPlan) -> RecordedRows {
+        unmarked.union(plan.pushedRows)
     }
 
     /// The record to leave when the lease ends: empty when every row is marked.
-    public var remaining: [Int64] { unmarked.sorted() }
+    public var remaining: RecordedRows { unmarked }
 
     /// After a fetch of the rows after `after` (every pending row when nil) that returned `ids`:
     /// the earlier holder's rows in that range that did not come back are no longer pending, so
@@ -37,7 +37,7 @@ public struct PushLedger: Sendable, Equatable {
         guard !inherited.isEmpty else { return }
         let upTo = drained ? Int64.max : (ids.last ?? Int64.min)
         let returned = Set(ids)
-        inherited = inherited.filter { id in
+        inherited.keep { id in
             let inRange = id > (after ?? Int64.min) && id <= upTo
             return !inRange || returned.contains(id)
         }
@@ -45,12 +45,12 @@ public struct PushLedger: Sendable, Equatable {
 
     /// After the push of `plan` succeeded.
     public mutating func pushed(_ plan: BatchPlan) {
-        pushedUnmarked.formUnion(plan.pushedIDs)
+        pushedUnmarked.formUnion(plan.pushedRows)
     }
 
     /// After the mark of `ids` committed.
     public mutating func marked(_ ids: [Int64]) {
-        if !inherited.isEmpty { inherited.subtract(ids) }
-        pushedUnmarked.subtract(ids)
+        if !inherited.isEmpty { inherited.remove(ids: ids) }
+        pushedUnmarked.remove(ids: ids)
     }
 }

@@ -66,8 +66,8 @@ final class FencedRedis {
 
     /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
     /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
-    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: [Int64]? = nil) throws -> LeaseMachine.Push {
-        let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedIDs)
+    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: RecordedRows? = nil) throws -> LeaseMachine.Push {
+        let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedRows)
         let replies = try connection.send([command] + (wait.map { [$0] } ?? []))
         let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(replies[0]) }
         if push == .pushed, let why = unconfirmed(replies) { return .unconfirmed("the push: \(why)") }
@@ -99,7 +99,7 @@ final class FencedRedis {
     }
 
     /// Ends the lease in Redis, leaving in the record only `remaining`, the rows still unmarked.
-    func release(_ keys: FencedPush.Keys, fence: String, remaining: [Int64] = []) throws {
+    func release(_ keys: FencedPush.Keys, fence: String, remaining: RecordedRows = []) throws {
         _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, fence: fence, remaining: remaining))
     }
 

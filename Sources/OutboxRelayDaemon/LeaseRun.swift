@@ -212,7 +212,7 @@ struct LeaseRun {
 
     /// Fetched rows as the machine takes them: planned for Redis (their payloads let go as their
     /// jobs are built), and how many were pending within the fetch's limit.
-    private func fetched(_ rows: [(OutboxRow, Int64)], limit: Int, alreadyPushed: Set<Int64>) -> LeaseMachine.Fetched {
+    private func fetched(_ rows: [(OutboxRow, Int64)], limit: Int, alreadyPushed: RecordedRows) -> LeaseMachine.Fetched {
         let available = OutboxQueries.pendingWithinLimit(
             returned: rows.count, limit: limit, lastRunningBytes: rows.last?.1, maxBytes: configuration.maxBatchBytes)
         let ids = rows.map(\.0.id)

@@ -13,6 +13,11 @@ import Testing
         return BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
     }
 
+    /// The record's entries for rows of ``plan(_:)``: each id with its row's created_at.
+    static func stamped(_ ids: [Int64]) -> RecordedRows {
+        RecordedRows(Dictionary(uniqueKeysWithValues: ids.map { ($0, Int64(1_000_000)) }))
+    }
+
     @Test func aNewerTokenFencesOffTheOlderHolder() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
@@ -23,7 +28,7 @@ import Testing
         #expect(try old.claim(keys, xid: 100) == .granted(fence: "0:100", alreadyPushed: []))
         #expect(try old.push(plan([1, 2]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:100") == .pushed)
         // The old holder dies before marking 1 and 2; the new one learns they are in Redis.
-        #expect(try new.claim(keys, xid: 105) == .granted(fence: "0:105", alreadyPushed: [1, 2]))
+        #expect(try new.claim(keys, xid: 105) == .granted(fence: "0:105", alreadyPushed: Self.stamped([1, 2])))
         #expect(throws: RelayProblem.self) { try old.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:100") }
         #expect(try old.claim(keys, xid: 100) == .fenced(newerToken: "0:105"))
         #expect(try new.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:105") == .pushed)
@@ -64,14 +69,14 @@ import Testing
         #expect(try redis.push(plan([3]), keys: keys, sidekiq: SidekiqKeys(), fence: "1:700") == .pushed)
         // A second holder that saw the same old fence does not start yet another epoch.
         #expect(try redis.claim(keys, xid: 690, rewound: "0:9000") == .fenced(newerToken: "1:700"))
-        #expect(try redis.claim(keys, xid: 710, rewound: "0:9000") == .granted(fence: "1:710", alreadyPushed: [3]))
+        #expect(try redis.claim(keys, xid: 710, rewound: "0:9000") == .granted(fence: "1:710", alreadyPushed: Self.stamped([3])))
         #expect(throws: RelayProblem.self, "the holder from before the restore is fenced off") {
             try redis.push(plan([2]), keys: keys, sidekiq: SidekiqKeys(), fence: "0:9000")
         }
-        #expect(try redis.claim(keys, xid: 9_500) == .granted(fence: "1:9500", alreadyPushed: [3]), "epochs outrank transaction ids")
+        #expect(try redis.claim(keys, xid: 9_500) == .granted(fence: "1:9500", alreadyPushed: Self.stamped([3])), "epochs outrank transaction ids")
         _ = try outbox.redis.send([RedisCommand("SET", keys.fence, "12")])
         #expect(try redis.claim(keys, xid: 11) == .fenced(newerToken: "12"), "a fence from before epochs is epoch 0")
-        #expect(try redis.claim(keys, xid: 13) == .granted(fence: "0:13", alreadyPushed: [3]))
+        #expect(try redis.claim(keys, xid: 13) == .granted(fence: "0:13", alreadyPushed: Self.stamped([3])))
     }
 
     /// Redis keeps the writes a script made before a command failed, so the push checks every key

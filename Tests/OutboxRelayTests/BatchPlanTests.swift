@@ -73,11 +73,11 @@ import Testing
         ]
         let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
         let keys = FencedPush.Keys(lease: lease, cluster: "1", namespace: nil)
-        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: [5, 7, 8, 9])
+        let command = FencedPush.push(sha: "abc", keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: RecordedRows([5: 1_000_000, 7: 1_000_000, 8: 1_000_000, 9: RecordedRows.anyRow]))
         let text = command.arguments.map { String(decoding: $0, as: UTF8.self) }
         #expect(text == [
             "EVALSHA", "abc", "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
-            "0:42", String(FencedPush.recordSeconds), "5,7,8,9",
+            "0:42", String(FencedPush.recordSeconds), "5@1000000,7@1000000,8@1000000,9",
             "2", "a", "1", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#,
             "b", "1", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#,
             "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
@@ -85,15 +85,16 @@ import Testing
     }
 
     @Test func writesIdListsAsDecimals() {
-        #expect(FencedPush.idList([]) == "")
-        #expect(FencedPush.idList([0, 7, 10, 987_654_321_012, Int64.max, -3]) == "0,7,10,987654321012,9223372036854775807,-3")
+        #expect(RecordedRows().text == [])
+        let ids: RecordedRows = [0, 7, 10, 987_654_321_012, Int64.max, -3]
+        #expect(String(decoding: ids.text, as: UTF8.self) == "-3,0,7,10,987654321012,9223372036854775807")
     }
 
     @Test func readsTheIdsOfARecord() {
-        #expect(FencedPush.pushedIDs(inRecord: "123:4,5,6") == [4, 5, 6])
-        #expect(FencedPush.pushedIDs(inRecord: "123:") == [])
-        #expect(FencedPush.pushedIDs(inRecord: "") == [])
-        #expect(FencedPush.pushedIDs(inRecord: "2:123:4,5") == [4, 5], "a fence with an epoch")
+        #expect(FencedPush.recordedRows(inRecord: "123:4,5,6") == [4, 5, 6])
+        #expect(FencedPush.recordedRows(inRecord: "123:") == [])
+        #expect(FencedPush.recordedRows(inRecord: "") == [])
+        #expect(FencedPush.recordedRows(inRecord: "2:123:4,5") == [4, 5], "a fence with an epoch")
     }
 
     @Test func readsTheTransactionIdOfAFence() {

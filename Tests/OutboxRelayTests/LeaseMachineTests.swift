@@ -8,18 +8,23 @@ import Testing
         return OutboxRow(id: id, payload: Array(#"{"class":"J","queue":"\#(queue)","jid":"\#(id)"\#(at)}"#.utf8), createdAtMicros: 1_000_000)
     }
 
-    static func fetched(_ ids: [Int64], available: Int? = nil, alreadyPushed: Set<Int64> = [], bad: Set<Int64> = []) -> LeaseMachine.Fetched {
+    static func fetched(_ ids: [Int64], available: Int? = nil, alreadyPushed: RecordedRows = [], bad: Set<Int64> = []) -> LeaseMachine.Fetched {
         let rows = ids.map { bad.contains($0) ? OutboxRow(id: $0, payload: Array("nope".utf8), createdAtMicros: 0) : row($0) }
         let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, alreadyPushed: alreadyPushed, makeJID: { "x" })
         return LeaseMachine.Fetched(ids: ids, plan: plan, available: available ?? ids.count)
     }
 
-    static func plan(_ ids: [Int64], alreadyPushed: Set<Int64> = [], bad: Set<Int64> = []) -> BatchPlan {
+    /// Rows as the record names them: each id with its row's stamp (its created_at).
+    static func stamped(_ ids: [Int64]) -> RecordedRows {
+        RecordedRows(Dictionary(uniqueKeysWithValues: ids.map { ($0, Int64(1_000_000)) }))
+    }
+
+    static func plan(_ ids: [Int64], alreadyPushed: RecordedRows = [], bad: Set<Int64> = []) -> BatchPlan {
         fetched(ids, alreadyPushed: alreadyPushed, bad: bad).plan
     }
 
     /// A machine with its lease granted under fence `0:7` and its first fetch sent.
-    static func granted(batchSize: Int = 10, maximumBatches: Int = 10, alreadyPushed: Set<Int64> = [], deadLetterProblem: String? = nil)
+    static func granted(batchSize: Int = 10, maximumBatches: Int = 10, alreadyPushed: RecordedRows = [], deadLetterProblem: String? = nil)
         -> LeaseMachine
     {
         var machine = LeaseMachine(
@@ -45,7 +50,7 @@ import Testing
         #expect(machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: [])) == .send([.fetch(limit: 10, after: nil)]))
         #expect(machine.sent() == .receive(.fetch(limit: 10, after: nil)))
         // 3 of 10: the key is drained, so no fetch follows and nothing is marked yet.
-        #expect(machine.fetched(Self.fetched([1, 2, 3])) == .push(Self.plan([1, 2, 3]), fence: "0:7", record: [1, 2, 3]))
+        #expect(machine.fetched(Self.fetched([1, 2, 3])) == .push(Self.plan([1, 2, 3]), fence: "0:7", record: Self.stamped([1, 2, 3])))
         #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2, 3], scheduled: [])]), "marked only after the push")
         #expect(machine.sent() == .receive(.mark(ids: [1, 2, 3], scheduled: [])))
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
@@ -60,7 +65,7 @@ import Testing
         _ = machine.sent()
         // Batch 1 is full: fetch batch 2 before pushing batch 1.
         #expect(machine.fetched(Self.fetched([1, 2])) == .send([.fetch(limit: 2, after: 2)]))
-        #expect(machine.sent() == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.sent() == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
         #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 2, after: 2)))
         // Batch 2: fetch batch 3 and mark batch 1 in one group, then push batch 2; the record
         // covers batch 1, whose mark is in flight.
@@ -70,7 +75,7 @@ import Testing
             return
         }
         #expect(plan == Self.plan([3, 4]))
-        #expect(record.sorted() == [1, 2, 3, 4])
+        #expect(record == Self.stamped([1, 2, 3, 4]))
         #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 2, after: 4)))
         // Batch 3 comes back empty: the key is drained.
         #expect(machine.fetched(Self.fetched([])) == .receive(.mark(ids: [1, 2], scheduled: [])))
@@ -82,7 +87,7 @@ import Testing
     @Test func letsGoOfAKeyAfterItsBatchesAndCarriesTheBatchSize() {
         var machine = Self.granted(batchSize: 2, maximumBatches: 1)
         _ = machine.sent()
-        #expect(machine.fetched(Self.fetched([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.fetched(Self.fetched([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
         #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2], scheduled: [])]))
         _ = machine.sent()
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
@@ -100,7 +105,7 @@ import Testing
         _ = machine.sent()
         let batch = Self.fetched([1, 2, 3], alreadyPushed: [1, 2])
         #expect(batch.plan.pushedIDs == [3])
-        #expect(machine.fetched(batch).recordSorted == .push(batch.plan, fence: "0:7", record: [1, 2, 3]))
+        #expect(machine.fetched(batch) == .push(batch.plan, fence: "0:7", record: RecordedRows([1: RecordedRows.anyRow, 2: RecordedRows.anyRow, 3: 1_000_000])))
         #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2, 3], scheduled: [])]))
         _ = machine.sent()
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
@@ -110,7 +115,7 @@ import Testing
         var machine = Self.granted(batchSize: 2, maximumBatches: 1, alreadyPushed: [9])
         _ = machine.sent()
         let batch = Self.fetched([1, 2], alreadyPushed: [9])
-        #expect(machine.fetched(batch).recordSorted == .push(batch.plan, fence: "0:7", record: [1, 2, 9]))
+        #expect(machine.fetched(batch) == .push(batch.plan, fence: "0:7", record: RecordedRows([1: 1_000_000, 2: 1_000_000, 9: RecordedRows.anyRow])))
         _ = machine.pushAnswered(.pushed)
         _ = machine.sent()
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: [9]))
@@ -188,7 +193,7 @@ import Testing
         var machine = Self.granted(batchSize: 2)
         _ = machine.sent()
         machine.requestStop()
-        #expect(machine.fetched(Self.fetched([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.fetched(Self.fetched([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
         #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2], scheduled: [])]))
 
         var early = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
@@ -238,7 +243,7 @@ import Testing
         var machine = Self.granted(batchSize: 2)
         _ = machine.sent()
         #expect(machine.fetched(Self.fetched([1, 2])) == .send([.fetch(limit: 2, after: 2)]))
-        #expect(machine.sent() == .push(Self.plan([1, 2]), fence: "0:7", record: [1, 2]))
+        #expect(machine.sent() == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
         #expect(machine.pushAnswered(.unconfirmed("0 of 1 replicas")) == .abandon(.unconfirmed("0 of 1 replicas")))
         #expect(machine.ledger.remaining.isEmpty, "the batch is not taken as pushed")
         #expect(machine.marked() == .abandon(.serverFailed("protocol error: mark in state done")), "no mark follows")
@@ -270,10 +275,3 @@ import Testing
     }
 }
 
-extension LeaseMachine.Action {
-    /// The same push with its record sorted (a record is a set).
-    fileprivate var recordSorted: LeaseMachine.Action {
-        guard case .push(let plan, let fence, let record) = self else { return self }
-        return .push(plan, fence: fence, record: record.sorted())
-    }
-}

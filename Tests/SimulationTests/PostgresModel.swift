@@ -9,6 +9,8 @@ final class PostgresModel {
         let id: Int64
         let key: SplitKey
         let payload: [UInt8]
+        /// The job's jid, unique over the run (ids are not, after a restore).
+        let jid: String
         /// `created_at` as PostgreSQL's binary format has it (`Int64.max` is `infinity`).
         let postgresMicros: Int64
         var enqueued = false
@@ -61,10 +63,10 @@ final class PostgresModel {
     // MARK: the application
 
     @discardableResult
-    func insert(database: Int, key: SplitKey, payload: [UInt8], postgresMicros: Int64 = 0) -> Int64 {
+    func insert(database: Int, key: SplitKey, payload: [UInt8], jid: String, postgresMicros: Int64 = 0) -> Int64 {
         let id = databases[database]!.nextID
         databases[database]!.nextID += 1
-        databases[database]!.rows[id] = Row(id: id, key: key, payload: payload, postgresMicros: postgresMicros)
+        databases[database]!.rows[id] = Row(id: id, key: key, payload: payload, jid: jid, postgresMicros: postgresMicros)
         return id
     }
 
@@ -209,6 +211,11 @@ final class PostgresModel {
 
     func dropDeadLetterTable(database: Int) {
         databases[database]!.hasDeadLetterTable = false
+    }
+
+    /// Other applications' transactions move the cluster's transaction ids on.
+    func burnTransactionIDs(_ count: Int64) {
+        nextXID += count
     }
 
     func takeSnapshot() {

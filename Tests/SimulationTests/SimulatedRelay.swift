@@ -189,7 +189,7 @@ final class SimulatedRelay {
     static func describe(_ action: LeaseMachine.Action) -> String {
         switch action {
         case .push(let plan, let fence, let record):
-            "push \(plan.pushedIDs) mark-later \(plan.markIDs) under \(fence) recording \(record.sorted())"
+            "push \(plan.pushedIDs) mark-later \(plan.markIDs) under \(fence) recording \(record.ids.sorted())"
         case .send(let statements): "send \(statements.map(describe))"
         case .receive(let statement): "receive \(describe(statement))"
         default: "\(action)"
