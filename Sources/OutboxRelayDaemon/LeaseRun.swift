@@ -10,7 +10,28 @@ import OutboxRelayIO
 /// that neither server waits for the other: while Redis takes batch k, PostgreSQL marks batch k-1
 /// and fetches batch k+1.
 struct LeaseRun {
-    let configuration: RelayConfiguration
+    /// What a lease needs to know of the configuration, and nothing else.
+    struct Settings {
+        var queries: OutboxQueries
+        var keys: SidekiqKeys
+        var sidekiq: SidekiqJobEncoder
+        var batchSize: Int
+        var batchesPerLease: Int
+        var maxBatchBytes: Int
+        var reliableJobGemLock: ReliableJobGemLock?
+
+        init(_ configuration: RelayConfiguration) {
+            queries = configuration.queries
+            keys = configuration.keys
+            sidekiq = configuration.sidekiq
+            batchSize = configuration.batchSize
+            batchesPerLease = configuration.batchesPerLease
+            maxBatchBytes = configuration.maxBatchBytes
+            reliableJobGemLock = configuration.reliableJobGemLock
+        }
+    }
+
+    let configuration: Settings
     let postgres: PostgresConnection
     let redis: FencedRedis
     /// The outbox table as PostgreSQL resolves it, `schema.table`, part of every lease key.

@@ -25,6 +25,7 @@ public final class RelayLoop {
     private let health: RelayHealth?
 
     private let connections: RelayConnections
+    private let leaseSettings: LeaseRun.Settings
     private var scheduler: PassScheduler
     private var cleanup: CleanupRounds
     private var sampler: PendingSampler
@@ -62,6 +63,7 @@ public final class RelayLoop {
         scheduler = PassScheduler(
             settings: .init(queries: configuration.queries, splitKeys: configuration.splitKeys, hasSplitKeys: configuration.layout.hasSplitKeys),
             logger: logger, rotationStart: Int(getpid()))
+        leaseSettings = LeaseRun.Settings(configuration)
         cleanup = CleanupRounds(policy: configuration.cleanup, queries: configuration.queries, logger: logger)
         sampler = PendingSampler(queries: configuration.queries)
         problems = ProblemLog(logger: logger, notifier: notifier)
@@ -145,7 +147,7 @@ public final class RelayLoop {
         let postgres = connections.postgres!
         let redis = connections.redis!
         let lease = LeaseRun(
-            configuration: configuration, postgres: postgres, redis: redis, resolvedTable: connections.resolvedTable,
+            configuration: leaseSettings, postgres: postgres, redis: redis, resolvedTable: connections.resolvedTable,
             cluster: connections.cluster, logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry)
         let outcome = try scheduler.pass(
             postgres: postgres, nowMicros: monotonicMicros(), isStopRequested: { stop.isStopRequested },
