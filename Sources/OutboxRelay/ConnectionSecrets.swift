@@ -6,7 +6,8 @@ import Foundation
 /// each of their error messages may repeat a different piece of it (libpq: `could not translate
 /// host name "SecretHalf@db"`), so redaction removes every reading:
 /// - the user info up to the first `@` and up to the last `@` after `://` (what follows the first
-///   `:` in it; for Redis URLs without a `:` the whole user info, as `redis://secret@host`);
+///   `:` in it; for Redis URLs without a `:` the whole user info, as `redis://secret@host`; and
+///   the whole of it, user name too, when it holds an `@` itself);
 /// - the value of every `password=` setting or query parameter, and in a `key=value` string the
 ///   words after it that are not settings (`password=two words` leaves `words` behind);
 /// - each of these raw and percent-decoded, and their pieces between `@`, `/`, `?`, `#`, `:` and
@@ -41,6 +42,8 @@ public enum ConnectionSecrets {
         var passwords: [String] = []
         for at in Set([rest.firstIndex(of: "@"), rest.lastIndex(of: "@")].compactMap { $0 }) {
             let userInfo = rest[..<at]
+            // With an `@` inside, no reading of user and password can be trusted: all of it goes.
+            if userInfo.contains("@") { passwords.append(String(userInfo)) }
             if let colon = userInfo.firstIndex(of: ":") {
                 passwords.append(String(userInfo[userInfo.index(after: colon)...]))
             } else if !scheme.hasPrefix("postgres") {

@@ -108,9 +108,9 @@ public struct OutboxQueries: Sendable {
             name: key == .null && layout == .res ? "outbox_fetch_null" : "outbox_fetch",
             """
             \(layout == .reliableJob ? reliableJobParking + " " : "")SELECT id, payload, created_at, jid, running FROM (\
-            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
+            SELECT *, sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
             FROM (\(page)) AS page) AS sized \
-            WHERE running - octet_length(payload) < \(bytesParameter)::int8 ORDER BY id
+            WHERE running - coalesce(octet_length(payload), 0) < \(bytesParameter)::int8 ORDER BY id
             """, parameters)
     }
 

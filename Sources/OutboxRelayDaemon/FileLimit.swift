@@ -3,12 +3,13 @@ import Foundation
 /// The open-file limit (`ulimit -n`, systemd's `LimitNOFILE=`). The relay needs about 16 file
 /// descriptors: the standard streams, the runtime's event, timer and signal descriptors (one per
 /// signal it handles), a pipe, and three sockets; `--metrics-listen` adds one per connection.
-/// Below that the runtime cannot even watch for SIGTERM reliably, so the relay refuses to start;
-/// a limit that is merely tight is named in one line, and sockets that cannot be opened are
-/// retried with backoff. A soft limit below what is wanted is first raised towards the hard one.
+/// Below 24 (32 with `--metrics-listen`) it could start but never open all its connections (at
+/// 16 it never connected), so it refuses to start; a limit that is merely tight is named in one
+/// line, and sockets that cannot be opened are retried with backoff. A soft limit below what is
+/// wanted is first raised towards the hard one.
 public enum FileLimit {
     /// Fewer descriptors than this and the relay refuses to start.
-    static let minimum: rlim_t = 16
+    static func minimum(metrics: Bool) -> rlim_t { metrics ? 32 : 24 }
 
     public enum Verdict: Equatable {
         case enough
@@ -31,6 +32,7 @@ public enum FileLimit {
             if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
         }
         let named = "the open-file limit (ulimit -n, LimitNOFILE=) is \(limit.rlim_cur)"
+        let minimum = minimum(metrics: metrics)
         if limit.rlim_cur < minimum {
             return .tooLow("\(named), too low to run: the relay needs at least \(minimum) file descriptors, \(wanted) to be comfortable; raise it")
         }

@@ -110,6 +110,16 @@ struct RunCommand: AsyncParsableCommand {
         }
         _ = try connection.resolved()
         _ = try influxURL()
+        if let metricsListen { try Self.validateListen(metricsListen) }
+    }
+
+    /// `--metrics-listen` as `HOST:PORT` (`[IPv6]:PORT` too), port 1 to 65535.
+    static func validateListen(_ listen: String) throws {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (1...65535).contains(port),
+            !listen[..<colon].isEmpty
+        else {
+            throw ValidationError("--metrics-listen must be HOST:PORT (for example 127.0.0.1:9187 or [::1]:9187), got '\(listen)'")
+        }
     }
 
     func run() async throws {
@@ -208,6 +218,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         guard outbox.schema == .res else {
             throw ValidationError("--cleanup: the reliable_job layout's rows are deleted by the gem's middleware")
+        }
+        // PostgreSQL's timestamps end in 294276 AD; a retention beyond a millennium is a typo.
+        guard retention.seconds <= 1000 * 366 * 86_400 else {
+            throw ValidationError("--cleanup: '\(cleanup)' is longer than 1000 years, or none")
         }
         if cleanupLimit == "all" { return CleanupPolicy(retention: retention, limit: nil) }
         guard let limit = Int(cleanupLimit), limit > 0 else {

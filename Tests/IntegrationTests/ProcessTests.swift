@@ -19,6 +19,9 @@ import Testing
         (["--redis-sentinel-password-file", "/nonexistent"], "--redis-sentinel-password-file needs --redis-sentinels"),
         (["--redis-wait-replicas", "101"], "--redis-wait-replicas must be from 0 to 100, got 101"),
         (["--redis-wait-timeout", "0"], "--redis-wait-timeout must be from 0.01 to 600 seconds, got 0.0"),
+        (["--metrics-listen", "127.0.0.1:99999"], "--metrics-listen must be HOST:PORT (for example 127.0.0.1:9187 or [::1]:9187), got '127.0.0.1:99999'"),
+        (["--metrics-listen", "127.0.0.1"], "--metrics-listen must be HOST:PORT (for example 127.0.0.1:9187 or [::1]:9187), got '127.0.0.1'"),
+        (["--cleanup", "P99999999D"], "--cleanup: 'P99999999D' is longer than 1000 years, or none"),
     ])
     func refusesBadFlagsWithOneLineAndExitCode64(arguments: [String], message: String) throws {
         var all = ["--database-url", "postgresql://localhost/db", "--redis-url", "redis://localhost:6379/0"]

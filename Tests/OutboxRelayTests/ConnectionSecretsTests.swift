@@ -17,6 +17,7 @@ import Testing
         ("redis://h:1/0?password=Query%2FPass&db=1", ["Query%2FPass", "Query/Pass", "Query", "Pass"]),
         ("host=db port=5432 password=SecA SecretB dbname=app", ["SecretB", "SecA"]),
         ("host=db password='Quo ted' user=app", ["Quo ted"]),
+        ("postgresql://Zq9x@Kv7:Ym3@db/app", ["Zq9x@Kv7:Ym3", "Zq9x", "Kv7", "Ym3"]),
     ])
     func findsEveryReading(text: String, expected: [String]) {
         let found = ConnectionSecrets.candidates(in: text)
@@ -35,7 +36,10 @@ import Testing
     @Test(arguments: [
         ("redis://:S3cr/et+Pw==@127.0.0.1:6379x/0", "redis://:***@127.0.0.1:6379x/0"),
         ("redis://user:S3cr?et@h:1/0", "redis://user:***@h:1/0"),
-        ("redis://user:a@b@h:1/0", "redis://user:***@h:1/0"),
+        ("redis://user:a@b@h:1/0", "redis://***@h:1/0"),
+        // An @ in the user info: no reading of it can be trusted, so none of it shows.
+        ("redis://Zq9x@Kv7:Ym3@127.0.0.1:1/0", "redis://***@127.0.0.1:1/0"),
+        ("redis://Zq9x@Kv7/Ym3?Tn5#Rb8%Lp2:Hs4+Wd6@127.0.0.1:1/0", "redis://***@127.0.0.1:1/0"),
         ("redis://S3cr/et@h:1/0", "redis://***@h:1/0"),
         ("redis:/:NoScheme@h", "***"),
         ("redis://h:1/0?db=2&PASSWORD=x/y&user=u", "redis://h:1/0?db=2&PASSWORD=***&user=u"),

@@ -9,12 +9,12 @@ import Testing
         let statement = queries.fetch(.named("default"), limit: 100, maxBytes: 4096, skipping: [4, 9])
         #expect(statement.sql == """
             SELECT id, payload, created_at, jid, running FROM (\
-            SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
+            SELECT *, sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
             FROM (SELECT id, payload, created_at, NULL::varchar AS jid FROM "event_store_outbox" \
             WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2 AND id <> ALL($3::int8[]) \
             AND id > coalesce($5::int8, (SELECT min(id) - 1 FROM "event_store_outbox" \
             WHERE format = $1 AND enqueued_at IS NULL AND split_key = $2)) ORDER BY id LIMIT $4) AS page) AS sized \
-            WHERE running - octet_length(payload) < $6::int8 ORDER BY id
+            WHERE running - coalesce(octet_length(payload), 0) < $6::int8 ORDER BY id
             """)
         #expect(statement.parameters == ["sidekiq5", "default", "{4,9}", "100", nil, "4096"])
         #expect(queries.fetch(.named("default"), limit: 100, maxBytes: 4096, skipping: [], after: 77).parameters[4] == "77")
