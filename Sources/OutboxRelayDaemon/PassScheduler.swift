@@ -29,6 +29,8 @@ struct PassScheduler {
     /// Per key, the batch size a lease reached when it let go of a key that still had a backlog.
     private var tempos: [SplitKey: Int] = [:]
     private var rotation: KeyRotation
+    /// Split keys found that are not valid UTF-8, already reported.
+    private var unreadableKeys: Set<[UInt8]> = []
 
     /// `rotationStart`: where the first pass starts (the process id, so instances start apart).
     init(settings: Settings, logger: Logger, rotationStart: Int) {
@@ -75,11 +77,23 @@ struct PassScheduler {
 
     /// The keys that may have pending rows: found by discovery, or the configured keys that do,
     /// each in one indexed query.
-    private func keysWithWork(_ postgres: PostgresConnection) throws -> [SplitKey] {
+    private mutating func keysWithWork(_ postgres: PostgresConnection) throws -> [SplitKey] {
         let statement =
             settings.hasSplitKeys && settings.splitKeys == nil
             ? settings.queries.discoverKeys : settings.queries.keysWithPendingRows(among: settings.splitKeys ?? [.null])
         let rows = try postgres.query(statement)
-        return (0..<rows.count).map { SplitKey(rows.text($0, 0)) }
+        return (0..<rows.count).compactMap { row in
+            guard let bytes = rows.bytes(row, 0) else { return .null }
+            guard let key = String(validating: bytes, as: UTF8.self) else {
+                // Only a SQL_ASCII database stores such a key; it cannot be named in a statement.
+                if unreadableKeys.insert(bytes).inserted {
+                    logger.error(
+                        "a split key is not valid UTF-8, so its rows cannot be relayed: store split keys as UTF-8 text (the database's encoding may be SQL_ASCII)",
+                        metadata: ["outbox.split_key_hex": "\(bytes.map { String(format: "%02x", $0) }.joined())"])
+                }
+                return nil
+            }
+            return .named(key)
+        }
     }
 }

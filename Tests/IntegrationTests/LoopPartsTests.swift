@@ -61,6 +61,38 @@ import Testing
         #expect(!only.worked)
     }
 
+    /// A SQL_ASCII database can hold split keys that are not UTF-8; they cannot be named in a
+    /// statement, so the pass says so once instead of passing over them in silence.
+    @Test func aSplitKeyThatIsNotUTF8IsReportedOnce() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let database = "outbox_ascii_\(getpid())"
+        _ = try? outbox.postgres.execute("DROP DATABASE IF EXISTS \(database)")
+        try outbox.postgres.execute("CREATE DATABASE \(database) ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        defer { _ = try? outbox.postgres.execute("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
+        let base = outbox.servers.databaseURL
+        let ascii = try PostgresConnection(connectionString: String(base[..<base.lastIndex(of: "/")!]) + "/\(database)")
+        for statement in outbox.queries.createStatements { try ascii.execute(statement) }
+        try ascii.execute(
+            "INSERT INTO \(outbox.table.quoted) (split_key, format, payload, created_at) VALUES (E'k\\xff', 'sidekiq5', '{}', now()), ('plain', 'sidekiq5', '{}', now())")
+        let logs = LogCapture()
+        var scheduler = PassScheduler(
+            settings: .init(queries: outbox.queries, splitKeys: nil, hasSplitKeys: true), logger: Self.logger(logs), rotationStart: 0)
+        var leased: [SplitKey] = []
+        for _ in 0..<2 {
+            _ = try scheduler.pass(
+                postgres: ascii, nowMicros: 0, isStopRequested: { false },
+                lease: { key, _, _ in
+                    leased.append(key)
+                    return LeaseMachine.Outcome()
+                }, between: {})
+        }
+        #expect(leased == [.named("plain"), .named("plain")])
+        let errors = logs.lines.filter { $0.contains("not valid UTF-8") }
+        #expect(errors.count == 1, "\(logs.lines)")
+        #expect(errors.first?.contains("outbox.split_key_hex=6bff") == true)
+    }
+
     @Test func theSamplerSamplesEveryFifteenSecondsOfTheMonotonicClock() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
