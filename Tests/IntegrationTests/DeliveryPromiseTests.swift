@@ -93,14 +93,7 @@ import Testing
     @Test func twoDatabasesOfOneClusterShareARedisDatabase() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
-        let database = "outbox_second_\(getpid())"
-        _ = try? outbox.postgres.execute("DROP DATABASE IF EXISTS \(database)")
-        try outbox.postgres.execute("CREATE DATABASE \(database)")
-        defer { _ = try? outbox.postgres.execute("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
-        let base = outbox.servers.databaseURL
-        let secondURL = String(base[..<base.lastIndex(of: "/")!]) + "/\(database)"
-        let second = try PostgresConnection(connectionString: secondURL)
-        for statement in outbox.queries.createStatements { try second.execute(statement) }
+        let (secondURL, second) = try outbox.otherDatabase("second")
 
         let rows = 6_000
         try outbox.insert((0..<rows).map { (.named("default"), Self.job("one", $0)) })

@@ -66,13 +66,7 @@ import Testing
     @Test func aSplitKeyThatIsNotUTF8IsReportedOnce() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
-        let database = "outbox_ascii_\(getpid())"
-        _ = try? outbox.postgres.execute("DROP DATABASE IF EXISTS \(database)")
-        try outbox.postgres.execute("CREATE DATABASE \(database) ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-        defer { _ = try? outbox.postgres.execute("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
-        let base = outbox.servers.databaseURL
-        let ascii = try PostgresConnection(connectionString: String(base[..<base.lastIndex(of: "/")!]) + "/\(database)")
-        for statement in outbox.queries.createStatements { try ascii.execute(statement) }
+        let (_, ascii) = try outbox.otherDatabase("ascii", options: "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
         try ascii.execute(
             "INSERT INTO \(outbox.table.quoted) (split_key, format, payload, created_at) VALUES (E'k\\xff', 'sidekiq5', '{}', now()), ('plain', 'sidekiq5', '{}', now())")
         let logs = LogCapture()

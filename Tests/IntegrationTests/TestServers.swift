@@ -38,6 +38,7 @@ final class TestOutbox: @unchecked Sendable {
     let redis: RedisConnection
 
     private static let counter = Counter()
+    private var otherDatabases: [String] = []
 
     init(layout: OutboxLayout = .res, migrate: Bool = true) throws {
         servers = try TestServers.fromEnvironment()
@@ -143,7 +144,22 @@ final class TestOutbox: @unchecked Sendable {
         return Set(items.compactMap(\.text))
     }
 
+    /// A database of its own in the test cluster (`options` as `CREATE DATABASE` takes them) with
+    /// this outbox's tables, dropped again by `drop()`; returns its URL and a connection.
+    func otherDatabase(_ suffix: String, options: String = "") throws -> (url: String, connection: PostgresConnection) {
+        let database = "outbox_\(suffix)_\(getpid())"
+        _ = try? postgres.execute("DROP DATABASE IF EXISTS \(database)")
+        try postgres.execute("CREATE DATABASE \(database) \(options)")
+        otherDatabases.append(database)
+        let base = servers.databaseURL
+        let url = String(base[..<base.lastIndex(of: "/")!]) + "/\(database)"
+        let connection = try PostgresConnection(connectionString: url)
+        for statement in queries.createStatements { try connection.execute(statement) }
+        return (url, connection)
+    }
+
     func drop() {
+        for database in otherDatabases { _ = try? postgres.execute("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
         _ = try? postgres.execute("DROP TABLE IF EXISTS \(table.quoted), \(queries.deadLetterTable.quoted)")
         _ = try? redis.send([RedisCommand("FLUSHDB")])
     }

@@ -155,6 +155,14 @@ final class LuaScripts {
         }
     }
 
+    /// The string at `table[name]`, if there is one.
+    private func stringField(_ name: String, of table: Int32) -> String? {
+        lua_getfield(state, table, name)
+        defer { shim_lua_pop(state, 1) }
+        guard lua_type(state, -1) == LUA_TSTRING else { return nil }
+        return String(cString: lua_tolstring(state, -1, nil))
+    }
+
     /// The Lua value at `index` as Redis turns a script's result into a reply.
     private func reply(at index: Int32) -> RedisReply {
         switch lua_type(state, index) {
@@ -166,20 +174,8 @@ final class LuaScripts {
         case LUA_TBOOLEAN: return lua_toboolean(state, index) != 0 ? .integer(1) : .null
         case LUA_TTABLE:
             let table = index < 0 ? lua_gettop(state) + index + 1 : index
-            lua_getfield(state, table, "err")
-            if lua_type(state, -1) == LUA_TSTRING {
-                let message = String(cString: lua_tolstring(state, -1, nil))
-                shim_lua_pop(state, 1)
-                return .error(message)
-            }
-            shim_lua_pop(state, 1)
-            lua_getfield(state, table, "ok")
-            if lua_type(state, -1) == LUA_TSTRING {
-                let message = String(cString: lua_tolstring(state, -1, nil))
-                shim_lua_pop(state, 1)
-                return .status(message)
-            }
-            shim_lua_pop(state, 1)
+            if let message = stringField("err", of: table) { return .error(message) }
+            if let message = stringField("ok", of: table) { return .status(message) }
             var items: [RedisReply] = []
             var position: Int32 = 1
             while true {
