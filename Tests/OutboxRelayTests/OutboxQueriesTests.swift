@@ -123,13 +123,13 @@ import Testing
             WITH kept AS (UPDATE "reliable_job_outbox" SET status = 'scheduled', updated_at = (now() AT TIME ZONE 'utc') WHERE id IN (\
             SELECT id FROM (SELECT id, payload FROM "reliable_job_outbox" WHERE status = 'pending' AND ($3::int8 IS NULL OR id > $3::int8) \
             ORDER BY id LIMIT $2) AS next WHERE \(future)) RETURNING id) \
-            SELECT id, payload, created_at, jid, running FROM (SELECT *, sum(octet_length(payload)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
+            SELECT id, payload, created_at, jid, running FROM (SELECT *, sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running \
             FROM (SELECT * FROM ((SELECT id, convert_to(payload::text, 'UTF8') AS payload, created_at, jid FROM "reliable_job_outbox" \
             WHERE status = 'pending' AND id <> ALL($1::int8[]) AND id > \(start) AND NOT \(future) ORDER BY id LIMIT $2) \
             UNION ALL (SELECT id, convert_to((payload::jsonb - 'at')::text, 'UTF8'), created_at, jid FROM "reliable_job_outbox" \
             WHERE (status = 'scheduled' AND enqueued_at IS NULL) AND id <> ALL($1::int8[]) AND id > \(start) AND NOT \(future) ORDER BY id LIMIT $2)) \
             AS relayable ORDER BY id LIMIT $2) AS page) AS sized \
-            WHERE running - octet_length(payload) < $4::int8 ORDER BY id
+            WHERE running - coalesce(octet_length(payload), 0) < $4::int8 ORDER BY id
             """)
         #expect(fetch.parameters == ["{}", "50", nil, "1000"])
         let mark = reliable.markEnqueued([1, 2, 3], scheduled: [2])
