@@ -41,6 +41,9 @@ public struct LeaseMachine: Sendable {
         /// Read the next pipelined result, which answers this statement; answer with ``fetched(_:)``,
         /// ``marked()`` or ``deadLettered(_:)``.
         case receive(Statement)
+        /// Plan the rows of the fetch just answered (``BatchPlan``, whose rows in
+        /// ``alreadyPushed`` are only marked); answer with ``planned(_:)``.
+        case plan
         /// Run the push script for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
         case push(BatchPlan, fence: String, record: RecordedRows)
         /// These rows can be neither relayed nor dead-lettered: pass over them; answer with ``skipped()``.
@@ -136,6 +139,8 @@ public struct LeaseMachine: Sendable {
         case awaiting
         /// The group sent before the push; the plan goes to Redis next.
         case sentBeforePush
+        /// Waiting for the driver's plan of the rows fetched last.
+        case planning
         /// A refused push: the results in flight are received and discarded, no more fetches.
         case draining
         /// The lease's last mark, sent once every result is in.
@@ -224,34 +229,60 @@ public struct LeaseMachine: Sendable {
         return .claim(xid: xid, rewound: seen)
     }
 
+    /// Rows arrived for a fetch whose plan is already made (see ``fetched(ids:available:)``).
     public mutating func fetched(_ batch: Fetched) -> Action {
+        let action = fetched(ids: batch.ids, available: batch.available)
+        if action == .plan { return planned(batch.plan) }
+        if case .relaying(.sentBeforePush) = state { planned = batch.plan }
+        return action
+    }
+
+    /// Rows `ids` arrived for a fetch, `available` of them pending within its limit. The next
+    /// fetch and the previous mark go to PostgreSQL first (``Action/send(_:)``), and only then
+    /// does the driver plan the batch (``Action/plan``), so PostgreSQL works meanwhile.
+    public mutating func fetched(ids: [Int64], available: Int) -> Action {
         guard case .relaying(let step) = state, step == .awaiting || step == .draining, case .fetch = expected.first else {
             return unexpected("fetched rows")
         }
         expected.removeFirst()
         if step == .draining { return next() }
-        ledger.fetched(batch.ids, after: lastID, drained: batch.ids.isEmpty)
-        guard let last = batch.ids.last else { return next() }
+        ledger.fetched(ids, after: lastID, drained: ids.isEmpty)
+        guard let last = ids.last else { return next() }
         lastID = last
-        outcome.handled += batch.ids.count
-        let fetchAgain = tempo.afterBatch(available: batch.available) == .fetchAgain && !stopRequested
+        outcome.handled += ids.count
+        let fetchAgain = tempo.afterBatch(available: available) == .fetchAgain && !stopRequested
         outcome.carriedLimit = tempo.leftBacklog ? tempo.limit : nil
         var group: [Statement] = []
         if fetchAgain { group.append(.fetch(limit: tempo.limit, after: last)) }
         if let marks = unmarked.take(), !marks.markIDs.isEmpty {
             group.append(.mark(ids: marks.markIDs, scheduled: marks.scheduledIDs))
         }
-        planned = batch.plan
-        if group.isEmpty { return pushPlanned() }
+        planned = nil
+        guard !group.isEmpty else {
+            state = .relaying(.planning)
+            return .plan
+        }
         expected += group
         state = .relaying(.sentBeforePush)
         return .send(group)
     }
 
+    /// The plan of the rows fetched last (``Action/plan``).
+    public mutating func planned(_ plan: BatchPlan) -> Action {
+        guard case .relaying(.planning) = state else { return unexpected("planned") }
+        planned = plan
+        return pushPlanned()
+    }
+
     /// The driver sent the group of the last ``Action/send(_:)``.
     public mutating func sent() -> Action {
         switch state {
-        case .relaying(.sentBeforePush): return pushPlanned()
+        case .relaying(.sentBeforePush):
+            guard planned != nil else {
+                state = .relaying(.planning)
+                return .plan
+            }
+            return pushPlanned()
         case .relaying(.finalMark): return next()
         case .relaying(.awaiting): return next()
         default: return unexpected("sent")

@@ -74,6 +74,7 @@ struct LeaseRun {
         let started = telemetry.monotonicMicros()
         var batchStarted = started
         var action = machine.start()
+        var fetchedRows: [OutboxRow]?
         while true {
             if stop.isStopRequested { machine.requestStop() }
             do {
@@ -107,7 +108,18 @@ struct LeaseRun {
                     action = machine.sent()
                 case .receive(.fetch(let limit, _)):
                     let rows = try postgres.receiveNext(decoding: Self.fetchedRow)
-                    action = machine.fetched(fetched(rows, limit: limit, alreadyPushed: machine.alreadyPushed))
+                    let available = OutboxQueries.pendingWithinLimit(
+                        returned: rows.count, limit: limit, lastRunningBytes: rows.last?.1, maxBytes: configuration.maxBatchBytes)
+                    // Kept until the machine asks for their plan, after the next fetch and the
+                    // previous mark are on their way to PostgreSQL.
+                    fetchedRows = rows.map(\.0)
+                    action = machine.fetched(ids: rows.map(\.0.id), available: available)
+                case .plan:
+                    // The batch is handed over, not kept: its payloads are let go as its jobs are built.
+                    let plan = BatchPlan(
+                        rows: fetchedRows.take() ?? [], encoder: configuration.sidekiq, nowMicros: nowMicros(),
+                        alreadyPushed: machine.alreadyPushed, makeJID: makeJID)
+                    action = machine.planned(plan)
                 case .receive(.mark(let ids, _)):
                     _ = try postgres.receiveNext()
                     let now = telemetry.monotonicMicros()
@@ -229,16 +241,5 @@ struct LeaseRun {
     private static func fetchedRow(_ row: borrowing PostgresRow) -> (OutboxRow, Int64) {
         let outboxRow = OutboxRow(id: row.int64(0)!, payload: row.bytes(1), postgresMicros: row.int64(2), jid: row.text(3))
         return (outboxRow, row.int64(4) ?? 0)
-    }
-
-    /// Fetched rows as the machine takes them: planned for Redis (their payloads let go as their
-    /// jobs are built), and how many were pending within the fetch's limit.
-    private func fetched(_ rows: [(OutboxRow, Int64)], limit: Int, alreadyPushed: RecordedRows) -> LeaseMachine.Fetched {
-        let available = OutboxQueries.pendingWithinLimit(
-            returned: rows.count, limit: limit, lastRunningBytes: rows.last?.1, maxBytes: configuration.maxBatchBytes)
-        let ids = rows.map(\.0.id)
-        let plan = BatchPlan(
-            rows: rows.map(\.0), encoder: configuration.sidekiq, nowMicros: nowMicros(), alreadyPushed: alreadyPushed, makeJID: makeJID)
-        return LeaseMachine.Fetched(ids: ids, plan: plan, available: available)
     }
 }

@@ -84,6 +84,24 @@ import Testing
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
     }
 
+    /// The driver's order: the next fetch and the previous mark go to PostgreSQL before the batch
+    /// is planned, so PostgreSQL works while the relay encodes the jobs and Redis takes them.
+    @Test func sendsTheNextStatementsBeforeAskingForThePlan() {
+        var machine = Self.granted(batchSize: 2)
+        _ = machine.sent()
+        #expect(machine.fetched(ids: [1, 2], available: 2) == .send([.fetch(limit: 2, after: 2)]))
+        #expect(machine.sent() == .plan)
+        #expect(machine.planned(Self.plan([1, 2])) == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
+        #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 2, after: 2)))
+        #expect(machine.fetched(ids: [3], available: 1) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        #expect(machine.sent() == .plan)
+        #expect(machine.planned(Self.plan([3])) == .push(Self.plan([3]), fence: "0:7", record: Self.stamped([1, 2, 3])))
+        var drained = Self.granted()
+        _ = drained.sent()
+        #expect(drained.fetched(ids: [5], available: 1) == .plan, "nothing to send first: plan at once")
+        #expect(drained.planned(Self.plan([5])) == .push(Self.plan([5]), fence: "0:7", record: Self.stamped([5])))
+    }
+
     @Test func letsGoOfAKeyAfterItsBatchesAndCarriesTheBatchSize() {
         var machine = Self.granted(batchSize: 2, maximumBatches: 1)
         _ = machine.sent()

@@ -24,6 +24,8 @@ final class SimulatedRelay {
     /// As the daemon's SkippedRows: forgotten every 300 s, so a skipped id that a restore gave
     /// to another row is relayed then.
     private var skippedSince = 0
+    /// The rows of the last fetch, until the machine asks for their plan.
+    private var fetchedRows: [OutboxRow] = []
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
 
@@ -149,14 +151,10 @@ final class SimulatedRelay {
             let result = try world.postgres.receive(session)
             switch (statement, result) {
             case (.fetch(let limit, _), .rows(let rows)):
-                let outboxRows = rows.map {
-                    OutboxRow(id: $0.id, payload: $0.payload, postgresMicros: $0.postgresMicros, jid: nil)
-                }
-                let plan = BatchPlan(
-                    rows: outboxRows, encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros, alreadyPushed: machine.alreadyPushed,
-                    makeJID: { "000000000000000000000000" })
+                // Kept until the machine asks for their plan, as the daemon's driver does.
+                fetchedRows = rows.map { OutboxRow(id: $0.id, payload: $0.payload, postgresMicros: $0.postgresMicros, jid: nil) }
                 let available = rows.count < limit ? rows.count : limit
-                return machine.fetched(LeaseMachine.Fetched(ids: rows.map(\.id), plan: plan, available: available))
+                return machine.fetched(ids: rows.map(\.id), available: available)
             case (.mark, .done):
                 return machine.marked()
             case (.deadLetter, .done):
@@ -166,6 +164,12 @@ final class SimulatedRelay {
             default:
                 return machine.failed(.serverFailed("PostgreSQL answered \(result) to \(statement)"))
             }
+        case .plan:
+            let plan = BatchPlan(
+                rows: fetchedRows, encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros, alreadyPushed: machine.alreadyPushed,
+                makeJID: { "000000000000000000000000" })
+            fetchedRows = []
+            return machine.planned(plan)
         case .push(let plan, let fence, let record):
             let command = FencedPush.push(sha: "", keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
             var push = try FencedPush.pushAnswer(try world.redisScript(.push, command, by: self))
