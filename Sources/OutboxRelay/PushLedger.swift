@@ -24,7 +24,11 @@ public struct PushLedger: Sendable, Equatable {
     /// The record to write with the push of `plan`, in no particular order (its rows are new to
     /// the ledger: a lease fetches each row once, and rows already pushed are not pushed again).
     public func record(pushing plan: BatchPlan) -> RecordedRows {
-        unmarked.union(plan.pushedRows)
+        // One copy on the hot path: the batch's rows and the in-flight ones added to the inherited.
+        var record = inherited
+        record.formUnion(pushedUnmarked)
+        record.formUnion(plan.pushedRows)
+        return record
     }
 
     /// The record to leave when the lease ends: empty when every row is marked.
