@@ -40,6 +40,15 @@ import Testing
         return try DeliveryCount.of(table: outbox.table, postgres: outbox.postgres, redis: cluster.connection(cluster.master))
     }
 
+    /// `SENTINEL FAILOVER`: the master is demoted and its clients dropped; then more rows relayed.
+    static func plannedFailover(_ outbox: TestOutbox, _ cluster: SentinelCluster, _ producer: OutboxProducer) throws {
+        let first = try #require(cluster.masterPort())
+        try cluster.failOver()
+        try cluster.waitForFailover(from: first)
+        try cluster.waitUntilReplicaInSync()
+        try relayMore(outbox, producer)
+    }
+
     @Test func withReplicaAcknowledgementsNoFailoverLosesOrDuplicatesAJob() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
@@ -51,11 +60,7 @@ import Testing
         try Self.relayMore(outbox, producer)
 
         // 1. A planned failover: the master is demoted, its clients dropped.
-        let first = try #require(cluster.masterPort())
-        try cluster.failOver()
-        try cluster.waitForFailover(from: first)
-        try cluster.waitUntilReplicaInSync()
-        try Self.relayMore(outbox, producer)
+        try Self.plannedFailover(outbox, cluster, producer)
 
         // 2. kill -9 of the master while its replica lags; the master comes back empty and rejoins
         // as a replica. Nothing pushed meanwhile is confirmed, so nothing of it is marked.
@@ -146,11 +151,7 @@ import Testing
         let producer = OutboxProducer(url: outbox.servers.databaseURL, table: outbox.table)
         defer { producer.stop() }
         try Self.relayMore(outbox, producer)
-        let first = try #require(cluster.masterPort())
-        try cluster.failOver()
-        try cluster.waitForFailover(from: first)
-        try cluster.waitUntilReplicaInSync()
-        try Self.relayMore(outbox, producer)
+        try Self.plannedFailover(outbox, cluster, producer)
 
         let count = try Self.drainAndCount(outbox, cluster, producer, relays)
         #expect(count.lost == 0 && count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
