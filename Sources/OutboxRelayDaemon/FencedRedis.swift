@@ -74,6 +74,49 @@ final class FencedRedis {
         return push
     }
 
+    /// Claims the fences of a group's leases in one pipeline (one `WAIT` after all of them).
+    func claim(_ leases: [(keys: FencedPush.Keys, xid: Int64, rewound: String?)]) throws -> [LeaseMachine.Claim] {
+        let commands = leases.map { FencedPush.claim(sha: claimSHA, keys: $0.keys, xid: $0.xid, rewound: $0.rewound) }
+        let replies = try connection.send(commands + (wait.map { [$0] } ?? []))
+        let why = unconfirmed(all: replies, scripts: commands.count)
+        return try replies.prefix(commands.count).map { reply in
+            let claim = try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(reply) }
+            if case .granted = claim, let why { return .unconfirmed("the claim: \(why)") }
+            return claim
+        }
+    }
+
+    /// Pushes a group's batches in one pipeline (one `WAIT` after all of them); each answer is its
+    /// batch's, and a fenced push throws as ``push(_:keys:sidekiq:fence:record:)`` does.
+    func push(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordedRows)], sidekiq: SidekiqKeys) throws
+        -> [LeaseMachine.Push]
+    {
+        let commands = batches.map {
+            FencedPush.push(sha: pushSHA, keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record)
+        }
+        let replies = try connection.send(commands + (wait.map { [$0] } ?? []))
+        let why = unconfirmed(all: replies, scripts: commands.count)
+        return try replies.prefix(commands.count).map { reply in
+            let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) }
+            if push == .pushed, let why { return .unconfirmed("the push: \(why)") }
+            return push
+        }
+    }
+
+    /// Ends a group's leases in Redis in one pipeline.
+    func release(_ leases: [(keys: FencedPush.Keys, fence: String, remaining: RecordedRows)]) throws {
+        let replies = try connection.send(leases.map { FencedPush.release(sha: releaseSHA, keys: $0.keys, fence: $0.fence, remaining: $0.remaining) })
+        for reply in replies {
+            if case .error = reply { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) } }
+        }
+    }
+
+    /// Why the `WAIT` after `scripts` pipelined scripts does not confirm them, or nil.
+    private func unconfirmed(all replies: [RedisReply], scripts: Int) -> String? {
+        guard wait != nil, scripts > 0, replies.count == scripts + 1 else { return nil }
+        return unconfirmed([replies[0], replies[scripts]])
+    }
+
     /// Why the `WAIT` that followed a script does not confirm it, or nil when it does (or none ran).
     private func unconfirmed(_ replies: [RedisReply]) -> String? {
         guard wait != nil, replies.count == 2 else { return nil }

@@ -107,7 +107,7 @@ struct LeaseRun {
                     try postgres.send(statements.map { statement($0, key: key, skipped: skipped) }, binary: true)
                     action = machine.sent()
                 case .receive(.fetch(let limit, _)):
-                    let rows = try postgres.receiveNext(decoding: Self.fetchedRow)
+                    let rows = try postgres.receiveNext(decoding: { Self.fetchedRow($0) })
                     let available = OutboxQueries.pendingWithinLimit(
                         returned: rows.count, limit: limit, lastRunningBytes: rows.last?.1, maxBytes: configuration.maxBatchBytes)
                     // Kept until the machine asks for their plan, after the next fetch and the
@@ -132,11 +132,7 @@ struct LeaseRun {
                 case .push(let plan, let token, let record):
                     action = machine.pushAnswered(try redis.push(plan, keys: fence, sidekiq: configuration.keys, fence: token, record: record))
                 case .skip(let rejections, let reason):
-                    for rejection in rejections where skipped.insert(rejection.id, key: key) {
-                        logger.error(
-                            "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(reason)",
-                            metadata: metadata.merging(["outbox.row_id": "\(rejection.id)"]) { $1 })
-                    }
+                    skip(rejections, because: reason, key: key, skipped: &skipped)
                     action = machine.skipped()
                 case .releaseRedis(let token, let remaining):
                     // Pushed rows are marked now, so Redis may forget them, except those of an
@@ -154,12 +150,8 @@ struct LeaseRun {
                 case .finished(let outcome):
                     finished(outcome, key: key, tempos: &tempos, started: started, metadata: metadata)
                     return outcome
-                case .abandon(.fenced(let detail)):
-                    throw RelayProblem.fenced(detail)
-                case .abandon(.unconfirmed(let detail)):
-                    throw RedisError(.commandFailed, "Redis replicas did not confirm \(detail); the rows stay pending until they do")
-                case .abandon(.serverFailed(let detail)):
-                    throw RelayProblem.unexpectedReply("the lease protocol", detail)
+                case .abandon(let failure):
+                    throw Self.error(failure)
                 }
             } catch {
                 // The lease is abandoned with its record: the next holder's claim learns what
@@ -170,7 +162,28 @@ struct LeaseRun {
         }
     }
 
-    private func finished(_ outcome: Outcome, key: SplitKey, tempos: inout [SplitKey: Int], started: Int64, metadata: Logger.Metadata) {
+    /// The error a lease's failure is reported and recovered from as.
+    static func error(_ failure: LeaseMachine.Failure) -> any Error {
+        switch failure {
+        case .fenced(let detail): RelayProblem.fenced(detail)
+        case .unconfirmed(let detail): RedisError(.commandFailed, "Redis replicas did not confirm \(detail); the rows stay pending until they do")
+        case .serverFailed(let detail): RelayProblem.unexpectedReply("the lease protocol", detail)
+        }
+    }
+
+    /// Passes over rows that can be neither relayed nor dead-lettered, reporting each once.
+    func skip(_ rejections: [BatchPlan.Rejection], because reason: String, key: SplitKey, skipped: inout SkippedRows) {
+        for rejection in rejections where skipped.insert(rejection.id, key: key) {
+            logger.error(
+                "row cannot be relayed: \(rejection.reason); it stays pending and is skipped because \(reason)",
+                metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
+        }
+    }
+
+    /// `logRelayed`: log the lease's "relayed jobs" line (a group logs one line for all its keys).
+    func finished(
+        _ outcome: Outcome, key: SplitKey, tempos: inout [SplitKey: Int], started: Int64, metadata: Logger.Metadata, logRelayed: Bool = true
+    ) {
         guard outcome.leased else { return }
         tempos[key] = outcome.carriedLimit
         if let rewound = outcome.rewoundFrom {
@@ -183,7 +196,7 @@ struct LeaseRun {
                 "an earlier holder pushed rows it did not mark; marked them without pushing again",
                 metadata: metadata.merging(["outbox.jobs": "\(outcome.inherited)"]) { $1 })
         }
-        if outcome.relayed > 0 {
+        if outcome.relayed > 0, logRelayed {
             logger.info(
                 "relayed jobs",
                 metadata: metadata.merging([
@@ -208,23 +221,39 @@ struct LeaseRun {
     /// Takes the result of moving rows into the dead-letter table. When that failed (most often
     /// because the table was never created), the rows stay pending and this process skips them.
     private func deadLettered(_ rejections: [BatchPlan.Rejection], key: SplitKey) throws -> LeaseMachine.DeadLettered {
+        let result = try deadLetterResult { () throws(PostgresError) in _ = try postgres.receiveNext() }
+        if result == .moved { reportDeadLettered(rejections, key: key) }
+        return result
+    }
+
+    /// Moves rows into the dead-letter table now, in one statement.
+    func deadLetter(_ rejections: [BatchPlan.Rejection]) throws -> LeaseMachine.DeadLettered {
+        try deadLetterResult { () throws(PostgresError) in
+            _ = try postgres.query(configuration.queries.deadLetter(rejections.map { (id: $0.id, reason: $0.reason) }))
+        }
+    }
+
+    private func deadLetterResult(_ body: () throws(PostgresError) -> Void) throws(PostgresError) -> LeaseMachine.DeadLettered {
         do {
-            _ = try postgres.receiveNext()
+            try body()
         } catch where error.code == .connectionLost {
             throw error
         } catch {
             return .failed(why(error))
         }
+        return .moved
+    }
+
+    func reportDeadLettered(_ rejections: [BatchPlan.Rejection], key: SplitKey) {
         telemetry.deadLettered(key, rows: rejections.count)
         for rejection in rejections {
             logger.error(
                 "row dead-lettered: \(rejection.reason)", metadata: ["outbox.split_key": "\(key)", "outbox.row_id": "\(rejection.id)"])
         }
-        return .moved
     }
 
     /// Prepares the dead-letter statement; returns why it cannot be, unless the connection is lost.
-    private func deadLetterProblem() throws(PostgresError) -> String? {
+    func deadLetterProblem() throws(PostgresError) -> String? {
         let prepared = Result { () throws(PostgresError) in try postgres.prepareAhead(configuration.queries.deadLetter([])) }
         guard case .failure(let error) = prepared else { return nil }
         if error.code == .connectionLost { throw error }
@@ -237,9 +266,11 @@ struct LeaseRun {
             : "it could not be dead-lettered: \(error)"
     }
 
-    /// A row of ``OutboxQueries/fetch(_:limit:maxBytes:skipping:after:)``, and its running byte total.
-    private static func fetchedRow(_ row: borrowing PostgresRow) -> (OutboxRow, Int64) {
-        let outboxRow = OutboxRow(id: row.int64(0)!, payload: row.bytes(1), postgresMicros: row.int64(2), jid: row.text(3))
-        return (outboxRow, row.int64(4) ?? 0)
+    /// A row of ``OutboxQueries/fetch(_:limit:maxBytes:skipping:after:)``, and its running byte
+    /// total; its columns start at `first`.
+    static func fetchedRow(_ row: borrowing PostgresRow, from first: Int = 0) -> (OutboxRow, Int64) {
+        let outboxRow = OutboxRow(
+            id: row.int64(first)!, payload: row.bytes(first + 1), postgresMicros: row.int64(first + 2), jid: row.text(first + 3))
+        return (outboxRow, row.int64(first + 4) ?? 0)
     }
 }

@@ -13,7 +13,13 @@ struct PassScheduler {
         /// Configured split keys; nil to discover them.
         var splitKeys: [SplitKey]?
         var hasSplitKeys: Bool
+        /// The most keys leased together (``LeaseGroup``), in passes over at least
+        /// ``groupThreshold`` keys; 1 leases every key alone.
+        var groupSize = 1
     }
+
+    /// Passes over fewer keys lease each alone: a group saves round trips only across many keys.
+    static let groupThreshold = 8
 
     struct Outcome {
         /// Whether any lease had rows to handle (else the relay sleeps).
@@ -39,29 +45,66 @@ struct PassScheduler {
         rotation = KeyRotation(start: rotationStart)
     }
 
-    /// Runs one pass; `lease` relays one key under a lease, `between` runs after each key.
+    /// Runs one pass; `lease` relays one key under a lease, `leaseGroup` the first batch of each of
+    /// several keys under a ``LeaseGroup`` (outcomes in their order), `between` runs after each
+    /// lease or group. Keys of a group that still have rows pending are then leased alone.
     mutating func pass(
         postgres: PostgresConnection, nowMicros: Int64, isStopRequested: () -> Bool,
-        lease: (SplitKey, inout SkippedRows, inout [SplitKey: Int]) throws -> LeaseMachine.Outcome, between: () -> Void
+        lease: (SplitKey, inout SkippedRows, inout [SplitKey: Int]) throws -> LeaseMachine.Outcome,
+        leaseGroup: ([SplitKey], inout SkippedRows, inout [SplitKey: Int]) throws -> [LeaseMachine.Outcome] = { _, _, _ in [] },
+        between: () -> Void
     ) throws -> Outcome {
         skipped.expire(nowMicros: nowMicros)
         let keys = try keysWithWork(postgres)
         var outcome = Outcome(keysWithWork: keys.count)
-        for key in rotation.order(keys) where !isStopRequested() {
-            if refusedKeys.isWaiting(key, nowMicros: nowMicros) { continue }
-            let leased = try lease(key, &skipped, &tempos)
-            outcome.relayed += leased.relayed
-            if let reason = leased.refused {
-                refused(key, reason: reason, nowMicros: nowMicros)
-            } else if leased.handled > 0 {
-                outcome.worked = true
-                if refusedKeys.relayed(key) != nil {
-                    logger.info("Redis takes the split key's batches again", metadata: ["outbox.split_key": "\(key)"])
+        let ready = rotation.order(keys).filter { !refusedKeys.isWaiting($0, nowMicros: nowMicros) }
+        let grouping = settings.groupSize > 1 && ready.count >= Self.groupThreshold
+        var next = 0
+        while next < ready.count && !isStopRequested() {
+            var members: [SplitKey] = []
+            while grouping, members.count < settings.groupSize, next < ready.count, isGroupable(ready[next]) {
+                members.append(ready[next])
+                next += 1
+            }
+            if members.count < 2 {
+                if members.isEmpty {
+                    members = [ready[next]]
+                    next += 1
+                }
+                record(try lease(members[0], &skipped, &tempos), key: members[0], into: &outcome, nowMicros: nowMicros)
+                between()
+                continue
+            }
+            let outcomes = try leaseGroup(members, &skipped, &tempos)
+            between()
+            for (key, leased) in zip(members, outcomes) {
+                record(leased, key: key, into: &outcome, nowMicros: nowMicros)
+                // Its one batch left rows behind: the key is leased alone, for as many batches as a lease takes.
+                if leased.carriedLimit != nil, !isStopRequested() {
+                    record(try lease(key, &skipped, &tempos), key: key, into: &outcome, nowMicros: nowMicros)
+                    between()
                 }
             }
-            between()
         }
         return outcome
+    }
+
+    /// Whether `key` can join a group: a named key with no rows skipped and no backlog carried
+    /// over (a key known to be busy is leased alone, for many batches).
+    private func isGroupable(_ key: SplitKey) -> Bool {
+        key != .null && skipped.ids(for: key).isEmpty && tempos[key] == nil
+    }
+
+    private mutating func record(_ leased: LeaseMachine.Outcome, key: SplitKey, into outcome: inout Outcome, nowMicros: Int64) {
+        outcome.relayed += leased.relayed
+        if let reason = leased.refused {
+            refused(key, reason: reason, nowMicros: nowMicros)
+        } else if leased.handled > 0 {
+            outcome.worked = true
+            if refusedKeys.relayed(key) != nil {
+                logger.info("Redis takes the split key's batches again", metadata: ["outbox.split_key": "\(key)"])
+            }
+        }
     }
 
     /// Redis refused a batch of `key`: it stays pending, and the key waits (``RefusedKeys``).

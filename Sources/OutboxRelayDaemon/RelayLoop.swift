@@ -61,7 +61,9 @@ public final class RelayLoop {
                 redisReplication: configuration.redisReplication),
             logger: logger)
         scheduler = PassScheduler(
-            settings: .init(queries: configuration.queries, splitKeys: configuration.splitKeys, hasSplitKeys: configuration.layout.hasSplitKeys),
+            settings: .init(
+                queries: configuration.queries, splitKeys: configuration.splitKeys, hasSplitKeys: configuration.layout.hasSplitKeys,
+                groupSize: configuration.layout == .res && configuration.reliableJobGemLock == nil ? RelayLoop.groupSize : 1),
             logger: logger, rotationStart: Int(getpid()))
         leaseSettings = LeaseRun.Settings(configuration)
         cleanup = CleanupRounds(policy: configuration.cleanup, queries: configuration.queries, logger: logger)
@@ -152,6 +154,7 @@ public final class RelayLoop {
         let outcome = try scheduler.pass(
             postgres: postgres, nowMicros: monotonicMicros(), isStopRequested: { stop.isStopRequested },
             lease: { key, skipped, tempos in try lease.run(key, skipped: &skipped, tempos: &tempos) },
+            leaseGroup: { keys, skipped, tempos in try lease.runGroup(keys, skipped: &skipped, tempos: &tempos) },
             between: pingWatchdogIfDue)
         relayedTotal += outcome.relayed
         notifier.notify("STATUS=relaying: \(relayedTotal) jobs since start; \(outcome.keysWithWork) split keys with pending rows in the last pass")
@@ -164,6 +167,11 @@ public final class RelayLoop {
     }
 
     // MARK: defaults
+
+    /// The most split keys leased together. Each holds an advisory lock until the group ends, and
+    /// PostgreSQL's shared lock table has room for max_locks_per_transaction (64) times
+    /// max_connections (100) by default, shared by every session.
+    public static let groupSize = 128
 
     /// The wall clock (see ``RelayClock``).
     public static func systemMicros() -> Int64 {

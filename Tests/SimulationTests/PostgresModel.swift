@@ -109,6 +109,18 @@ final class PostgresModel {
         return nextXID - 1
     }
 
+    /// `pg_try_advisory_lock` of each lease in one statement: one transaction id for all.
+    func tryLeases(_ session: Int, leases: [Int64]) throws -> [Int64?] {
+        let database = try live(session).database
+        let xid = nextXID
+        nextXID += 1
+        return leases.map { lease in
+            if let holder = locks[database]?[lease], holder != session { return nil }
+            locks[database, default: [:]][lease] = session
+            return xid
+        }
+    }
+
     func releaseLease(_ session: Int, lease: Int64) throws {
         let database = try live(session).database
         if locks[database]?[lease] == session { locks[database]![lease] = nil }

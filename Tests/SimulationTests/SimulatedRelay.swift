@@ -10,12 +10,17 @@ final class SimulatedRelay {
         case waiting(until: Int)
         case passing(keys: [SplitKey])
         case leasing(key: SplitKey, machine: LeaseMachine, action: LeaseMachine.Action, rest: [SplitKey])
+        /// Several keys leased together (``LeaseGroup``); `awaiting`: the combined statements sent
+        /// for a phase, whose results come in the next step.
+        case grouping(group: LeaseGroup, awaiting: (phase: LeaseGroup.Phase, members: [Int])?, rest: [SplitKey])
     }
 
     let name: Int
     let database: Int
     let batchSize: Int
     let batchesPerLease: Int
+    /// The most keys leased together, as the daemon's ``LeaseGroup``s (1: every key alone).
+    let groupSize: Int
     private(set) var phase: Phase = .disconnected
     private var session: Int?
     private var refused = RefusedKeys()
@@ -29,16 +34,22 @@ final class SimulatedRelay {
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
 
-    init(name: Int, database: Int, batchSize: Int, batchesPerLease: Int) {
+    /// The rows each member of a group fetched, until the group asks for their plan.
+    private var groupFetched: [Int: [OutboxRow]] = [:]
+
+    init(name: Int, database: Int, batchSize: Int, batchesPerLease: Int, groupSize: Int = 1) {
         self.name = name
         self.database = database
         self.batchSize = batchSize
         self.batchesPerLease = batchesPerLease
+        self.groupSize = groupSize
     }
 
     var isLeasing: Bool {
-        if case .leasing = phase { return true }
-        return false
+        switch phase {
+        case .leasing, .grouping: true
+        default: false
+        }
     }
 
     /// The instance dies (kill -9): its PostgreSQL session ends, it restarts after `restartAt`.
@@ -84,6 +95,8 @@ final class SimulatedRelay {
                 world.trace("relay \(name) \(key): \(Self.describe(action)) failed: \(error)")
                 fail("\(error)", in: world)
             }
+        case .grouping(var group, let awaiting, let rest):
+            stepGroup(&group, awaiting: awaiting, rest: rest, in: world)
         }
     }
 
@@ -102,6 +115,16 @@ final class SimulatedRelay {
 
     private func nextKey(_ keys: [SplitKey], in world: Simulation) {
         guard let key = keys.first else { return startPass(in: world) }
+        // As the daemon's PassScheduler: consecutive named keys with nothing skipped and no
+        // backlog carried over are leased together.
+        let members = Array(keys.prefix { $0 != .null && (skipped[$0] ?? []).isEmpty && tempos[$0] == nil }.prefix(groupSize))
+        if members.count >= 2 {
+            let group = LeaseGroup(
+                keys: members, batchSize: batchSize,
+                deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table")
+            phase = .grouping(group: group, awaiting: nil, rest: Array(keys.dropFirst(members.count)))
+            return
+        }
         var machine = LeaseMachine(
             tempo: LeaseTempo(maximumBatches: batchesPerLease, batchSize: batchSize, carriedLimit: tempos[key]),
             deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table")
@@ -126,13 +149,21 @@ final class SimulatedRelay {
         phase = .waiting(until: world.now + world.random.int(1...20))
     }
 
+    private func leaseKey(_ key: SplitKey) -> LeaseKey {
+        LeaseKey(table: "public.event_store_outbox", format: "sidekiq5", splitKey: key)
+    }
+
+    private func fenceKeys(_ key: SplitKey, in world: Simulation) -> FencedPush.Keys {
+        FencedPush.Keys(
+            lease: leaseKey(key), cluster: FencedPush.scope(system: world.postgres.systemIdentifier, database: String(database)), namespace: nil)
+    }
+
     private func perform(_ action: LeaseMachine.Action, key: SplitKey, machine: inout LeaseMachine, in world: Simulation) throws
         -> LeaseMachine.Action
     {
         guard let session else { throw PostgresModel.SessionLost() }
-        let lease = LeaseKey(table: "public.event_store_outbox", format: "sidekiq5", splitKey: key)
-        let keys = FencedPush.Keys(
-            lease: lease, cluster: FencedPush.scope(system: world.postgres.systemIdentifier, database: String(database)), namespace: nil)
+        let lease = leaseKey(key)
+        let keys = fenceKeys(key, in: world)
         switch action {
         case .tryLease:
             return machine.leaseAnswered(xid: try world.postgres.tryLease(session, lease: lease.value))
@@ -205,6 +236,177 @@ final class SimulatedRelay {
         case .fetch(let limit, let after): "fetch(\(limit) after \(after.map(String.init) ?? "-"))"
         case .mark(let ids, _): "mark\(ids)"
         case .deadLetter(let rejections): "deadLetter\(rejections.map(\.id))"
+        }
+    }
+}
+
+// MARK: groups
+
+extension SimulatedRelay {
+    /// One step of a group, as the daemon's driver carries it out: a phase for all its members at
+    /// once (one statement, or one Redis pipeline with one WAIT). The combined fetch, mark and
+    /// dead-letter statements are sent in one step and received in the next, so faults fall
+    /// between them as they do between a statement and its reply.
+    fileprivate func stepGroup(_ group: inout LeaseGroup, awaiting: (phase: LeaseGroup.Phase, members: [Int])?, rest: [SplitKey], in world: Simulation) {
+        let keys = group.keys
+        do {
+            if let awaiting {
+                try receiveGroup(awaiting.phase, awaiting.members, group: &group, in: world)
+                world.trace("relay \(name) group \(keys): received \(awaiting.phase) of \(awaiting.members)")
+                phase = .grouping(group: group, awaiting: nil, rest: rest)
+                return
+            }
+            switch group.nextStep() {
+            case .finished(let outcomes):
+                world.trace("relay \(name) group \(keys): finished")
+                var again: [SplitKey] = []
+                for (key, outcome) in zip(keys, outcomes) {
+                    finished(outcome, key: key, in: world)
+                    if outcome.carriedLimit != nil { again.append(key) }
+                }
+                // Keys with rows left are leased alone next, as the daemon does.
+                phase = .passing(keys: again + rest)
+            case .abandon(let failure):
+                world.trace("relay \(name) group \(keys): abandoned: \(failure)")
+                fail("\(failure)", in: world)
+            case .perform(let step, let members):
+                world.trace("relay \(name) group \(keys): \(step) \(members.map { Self.describe(group.action(of: $0)) })")
+                switch step {
+                case .fetch, .mark, .deadLetter:
+                    try sendGroup(step, members, group: group, in: world)
+                    phase = .grouping(group: group, awaiting: (step, members), rest: rest)
+                default:
+                    try performGroup(step, members, group: &group, in: world)
+                    phase = .grouping(group: group, awaiting: nil, rest: rest)
+                }
+            }
+        } catch {
+            world.trace("relay \(name) group \(keys): failed: \(error)")
+            _ = group.failed(.serverFailed("\(error)"))
+            fail("\(error)", in: world)
+        }
+    }
+
+    private func sendGroup(_ step: LeaseGroup.Phase, _ members: [Int], group: LeaseGroup, in world: Simulation) throws {
+        guard let session else { throw PostgresModel.SessionLost() }
+        switch step {
+        case .fetch:
+            // One combined statement: each key's fetch, in the order of the members.
+            for index in members {
+                guard case .receive(.fetch(let limit, let after)) = group.action(of: index) else { fatalError("not a fetch") }
+                let key = group.keys[index]
+                try world.postgres.send(session, [.fetch(limit: limit, after: after)], key: key, skipping: skipped[key] ?? [])
+            }
+        case .mark:
+            var ids: [Int64] = []
+            var scheduled: [Int64] = []
+            for index in members {
+                guard case .receive(.mark(let markIDs, let markScheduled)) = group.action(of: index) else { fatalError("not a mark") }
+                ids += markIDs
+                scheduled += markScheduled
+            }
+            try world.postgres.send(session, [.mark(ids: ids, scheduled: scheduled)], key: .null, skipping: [])
+        case .deadLetter:
+            let rejections = members.flatMap { index -> [BatchPlan.Rejection] in
+                guard case .receive(.deadLetter(let rejections)) = group.action(of: index) else { fatalError("not a dead letter") }
+                return rejections
+            }
+            try world.postgres.send(session, [.deadLetter(rejections)], key: .null, skipping: [])
+        default:
+            fatalError("\(step) is not sent")
+        }
+    }
+
+    private func receiveGroup(_ step: LeaseGroup.Phase, _ members: [Int], group: inout LeaseGroup, in world: Simulation) throws {
+        guard let session else { throw PostgresModel.SessionLost() }
+        switch step {
+        case .fetch:
+            for index in members {
+                guard case .receive(.fetch(let limit, _)) = group.action(of: index), case .rows(let rows) = try world.postgres.receive(session) else {
+                    throw PostgresModel.SessionLost()
+                }
+                groupFetched[index] = rows.map { OutboxRow(id: $0.id, payload: $0.payload, postgresMicros: $0.postgresMicros, jid: nil) }
+                let available = rows.count < limit ? rows.count : limit
+                group.answer(index) { $0.fetched(ids: rows.map(\.id), available: available) }
+            }
+        case .mark:
+            guard case .done = try world.postgres.receive(session) else { throw PostgresModel.SessionLost() }
+            for index in members { group.answer(index) { $0.marked() } }
+        case .deadLetter:
+            let result: LeaseMachine.DeadLettered
+            switch try world.postgres.receive(session) {
+            case .done: result = .moved
+            case .failed(let reason): result = .failed(reason)
+            case .rows: throw PostgresModel.SessionLost()
+            }
+            for index in members { group.answer(index) { $0.deadLettered(result) } }
+        default:
+            fatalError("\(step) is not received")
+        }
+    }
+
+    private func performGroup(_ step: LeaseGroup.Phase, _ members: [Int], group: inout LeaseGroup, in world: Simulation) throws {
+        guard let session else { throw PostgresModel.SessionLost() }
+        let keys = group.keys
+        switch step {
+        case .tryLease:
+            // One statement: one transaction id for every lock taken.
+            let xids = try world.postgres.tryLeases(session, leases: members.map { leaseKey(keys[$0]).value })
+            for (index, xid) in zip(members, xids) { group.answer(index) { $0.leaseAnswered(xid: xid) } }
+        case .claim:
+            var claims: [LeaseMachine.Claim] = []
+            for index in members {
+                guard case .claim(let xid, let rewound) = group.action(of: index) else { fatalError("not a claim") }
+                let command = FencedPush.claim(sha: "", keys: fenceKeys(keys[index], in: world), xid: xid, rewound: rewound)
+                claims.append(try FencedPush.claimAnswer(try world.redisScript(.claim, command, by: self)))
+            }
+            // One WAIT after the pipeline.
+            if world.waitReplicas, claims.contains(where: { if case .granted = $0 { true } else { false } }), !world.redisWait() {
+                claims = claims.map { if case .granted = $0 { .unconfirmed("0 of 1 replicas") } else { $0 } }
+            }
+            for (index, claim) in zip(members, claims) { group.answer(index) { $0.claimAnswered(claim) } }
+        case .askNextTransactionID:
+            for index in members {
+                let next = try world.postgres.nextTransactionID(session)
+                group.answer(index) { $0.nextTransactionID(next) }
+            }
+        case .plan:
+            for index in members {
+                let plan = BatchPlan(
+                    rows: groupFetched.removeValue(forKey: index) ?? [], encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros,
+                    alreadyPushed: group.alreadyPushed(of: index), makeJID: { "000000000000000000000000" })
+                group.answer(index) { $0.planned(plan) }
+            }
+        case .push:
+            var pushes: [LeaseMachine.Push] = []
+            for index in members {
+                guard case .push(let plan, let fence, let record) = group.action(of: index) else { fatalError("not a push") }
+                let command = FencedPush.push(
+                    sha: "", keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
+                pushes.append(try FencedPush.pushAnswer(try world.redisScript(.push, command, by: self)))
+            }
+            if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
+                pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
+            }
+            for (index, push) in zip(members, pushes) { group.answer(index) { $0.pushAnswered(push) } }
+        case .skip:
+            for index in members {
+                guard case .skip(let rejections, _) = group.action(of: index) else { fatalError("not a skip") }
+                skipped[keys[index], default: []].formUnion(rejections.map(\.id))
+                group.answer(index) { $0.skipped() }
+            }
+        case .releaseRedis:
+            for index in members {
+                guard case .releaseRedis(let fence, let remaining) = group.action(of: index) else { fatalError("not a release") }
+                let command = FencedPush.release(sha: "", keys: fenceKeys(keys[index], in: world), fence: fence, remaining: remaining)
+                if case .error(let message) = try world.redisScript(.release, command, by: self) { throw Simulation.ScriptFailed(message: message) }
+            }
+            for index in members { group.answer(index) { $0.redisReleased() } }
+        case .releaseLease:
+            for index in members { try world.postgres.releaseLease(session, lease: leaseKey(keys[index]).value) }
+            for index in members { group.answer(index) { $0.leaseReleased() } }
+        case .fetch, .mark, .deadLetter:
+            fatalError("\(step) is sent, then received")
         }
     }
 }

@@ -93,7 +93,8 @@ final class Simulation {
         for name in 0..<random.int(1...3) {
             relays.append(
                 SimulatedRelay(
-                    name: name, database: random.pick(databases), batchSize: random.int(1...6), batchesPerLease: random.int(1...4)))
+                    name: name, database: random.pick(databases), batchSize: random.int(1...6), batchesPerLease: random.int(1...4),
+                    groupSize: random.pick([1, 2, 3, 4])))
         }
         // Every database has a relay.
         for database in databases where !relays.contains(where: { $0.database == database }) {
@@ -123,6 +124,11 @@ final class Simulation {
     // MARK: Redis calls with their faults
 
     struct ConnectionDropped: Error {}
+
+    /// A script answered with an error the relay cannot go on from.
+    struct ScriptFailed: Error {
+        let message: String
+    }
 
     /// Runs a script for a relay; the connection may drop before it runs, or after it ran (the
     /// reply lost).

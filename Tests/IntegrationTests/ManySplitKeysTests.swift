@@ -1,0 +1,82 @@
+import Foundation
+import OutboxRelay
+import OutboxRelayIO
+import Testing
+
+/// Passes over many split keys lease them in groups (``LeaseGroup``): every key keeps the
+/// promise of a lease taken alone: every job once, in order, a refused batch pending whole, bad
+/// rows dead-lettered, and a key with a backlog drained by leases of its own.
+@Suite(.serialized) struct ManySplitKeysTests {
+    static func job(_ queue: String, _ n: Int) -> String { DeliveryPromiseTests.job(queue, n) }
+
+    static func groupLines(_ relay: RelayRunner) -> [String] {
+        relay.logs.lines.filter { $0.contains("relayed jobs") && $0.contains("outbox.split_keys=") }
+    }
+
+    @Test func manyKeysAreRelayedOnceInOrderByTwoInstances() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        // 600 keys of 4 rows, interleaved as an app writes them, and one key with a backlog.
+        let keys = 600
+        var rows: [(SplitKey, String)] = []
+        var expected: [String: [Int]] = [:]
+        for n in 0..<(keys * 4) {
+            let key = "k\(n % keys)"
+            rows.append((.named(key), Self.job(key, n)))
+            expected[key, default: []].append(n)
+            if n % 2 == 0 {
+                let busy = keys * 4 + n
+                rows.append((.named("busy"), Self.job("busy", busy)))
+                expected["busy", default: []].append(busy)
+            }
+        }
+        try outbox.insert(rows)
+        let relays = [RelayRunner(outbox.configuration(batchSize: 500)), RelayRunner(outbox.configuration(batchSize: 500))]
+        try waitUntil("all rows marked", seconds: 60) { try outbox.pendingCount() == 0 }
+        #expect(relays.contains { !Self.groupLines($0).isEmpty }, "keys were leased in groups")
+        for relay in relays { #expect(relay.finish()) }
+        #expect(try outbox.set("queues").count == keys + 1)
+        for (key, jids) in expected {
+            #expect(DeliveryPromiseTests.jids(try outbox.queue(key)) == jids, "queue \(key): every job once, in order")
+        }
+        #expect(try outbox.redis.send([RedisCommand("DBSIZE")])[0] == .integer(Int64(2 * (keys + 1) + 1)),
+            "the queues, the queue set, and one fence and no record per key (each record released)")
+    }
+
+    @Test func aRefusedKeyInAGroupKeepsItsBatchPendingAndTheOthersFlow() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        _ = try outbox.redis.send([RedisCommand("SET", "queue:bad", "notalist")])
+        var rows: [(SplitKey, String)] = []
+        for n in 0..<60 { rows.append((.named("k\(n % 20)"), Self.job(n % 20 == 7 ? (n == 27 ? "bad" : "fine") : "q\(n % 20)", n))) }
+        try outbox.insert(rows)
+        let relay = RelayRunner(outbox.configuration())
+        defer { relay.finish() }
+        try waitUntil("the other keys relayed") { try outbox.pendingCount() == 3 }
+        try waitUntil("the refused batch retried") { DeliveryPromiseTests.refusals(relay).count >= 2 }
+        #expect(try outbox.queue("fine") == [], "nothing of the refused batch is in Redis")
+        #expect(!Self.groupLines(relay).isEmpty)
+
+        _ = try outbox.redis.send([RedisCommand("DEL", "queue:bad")])
+        try waitUntil("the batch relayed once the key is fixed") { try outbox.pendingCount() == 0 }
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("bad")) == [27])
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("fine")) == [7, 47])
+        for key in (0..<20).filter({ $0 != 7 }) {
+            #expect(DeliveryPromiseTests.jids(try outbox.queue("q\(key)")) == [key, key + 20, key + 40])
+        }
+    }
+
+    @Test func badRowsInAGroupAreDeadLetteredAndTheRestRelayed() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        var rows: [(SplitKey, String)] = []
+        for n in 0..<30 { rows.append((.named("k\(n % 10)"), n == 13 ? "not json" : Self.job("q\(n % 10)", n))) }
+        let ids = try outbox.insert(rows)
+        let relay = RelayRunner(outbox.configuration())
+        try waitUntil("all rows handled") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        #expect(try outbox.deadLetters().map(\.0) == [ids[13]])
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("q3")) == [3, 23])
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("q4")) == [4, 14, 24])
+    }
+}
