@@ -15,6 +15,8 @@ struct Bench {
         let servers = BenchServers(databaseURL: databaseURL, redisPort: redisPort, relay: options.relay)
         var report = BenchReport(machine: MachineInfo.current(servers: servers), rows: options.rows)
 
+        try FileManager.default.createDirectory(atPath: options.results, withIntermediateDirectories: true)
+
         let splitKeys = 20_000
         let throughputCases = [
             ThroughputCase(name: "200 B, 1 key", payloadBytes: 200, keys: 1),
@@ -52,11 +54,18 @@ struct Bench {
             print(result.line)
             report.latency.append(result)
         }
+        for index in 1...3 {
+            let result = try PoissonRun(
+                servers: servers, rate: 2000, seconds: Int(options.latencySeconds.rounded()), index: index, results: options.results,
+                goalP99: 10
+            ).run()
+            print(result.line)
+            report.latency.append(result)
+        }
         report.idleCPUPercent = try IdleRun(servers: servers, seconds: options.idleSeconds).run()
         print(String(format: "idle CPU over %.0f s: %.3f%% of one core", options.idleSeconds, report.idleCPUPercent))
 
         print("\n" + report.table())
-        try FileManager.default.createDirectory(atPath: options.results, withIntermediateDirectories: true)
         let data = try JSONSerialization.data(withJSONObject: report.json(), options: [.prettyPrinted, .sortedKeys])
         let path = "\(options.results)/bench.json"
         try data.write(to: URL(fileURLWithPath: path))
