@@ -28,7 +28,7 @@ struct Bench {
             ThroughputCase(name: "4 KB, 1 key", payloadBytes: 4096, keys: 1, baseline: .fairLimit, goal: 0.8),
         ]
         var oneKeyRelayRate: Double?
-        for item in throughputCases {
+        for item in throughputCases where options.runs(item.name) {
             var runs: [ThroughputRun.Result] = []
             for _ in 0..<options.repeats {
                 let started = Date()
@@ -49,12 +49,12 @@ struct Bench {
             report.throughput.append(median)
             if item.name == "200 B, 1 key" { oneKeyRelayRate = median.relayRate }
         }
-        for (rate, notify) in [(200, true), (2000, true), (200, false)] {
+        for (rate, notify) in [(200, true), (2000, true), (200, false)] where options.runs("latency") {
             let result = try LatencyRun(servers: servers, rate: rate, seconds: options.latencySeconds, notify: notify).run()
             print(result.line)
             report.latency.append(result)
         }
-        for index in 1...3 {
+        for index in 1...3 where options.runs("poisson") {
             let result = try PoissonRun(
                 servers: servers, rate: 2000, seconds: Int(options.latencySeconds.rounded()), index: index, results: options.results,
                 goalP99: 10
@@ -62,8 +62,10 @@ struct Bench {
             print(result.line)
             report.latency.append(result)
         }
-        report.idleCPUPercent = try IdleRun(servers: servers, seconds: options.idleSeconds).run()
-        print(String(format: "idle CPU over %.0f s: %.3f%% of one core", options.idleSeconds, report.idleCPUPercent))
+        if options.runs("idle") {
+            report.idleCPUPercent = try IdleRun(servers: servers, seconds: options.idleSeconds).run()
+            print(String(format: "idle CPU over %.0f s: %.3f%% of one core", options.idleSeconds, report.idleCPUPercent))
+        }
 
         print("\n" + report.table())
         let data = try JSONSerialization.data(withJSONObject: report.json(), options: [.prettyPrinted, .sortedKeys])
@@ -90,6 +92,11 @@ struct BenchOptions {
     /// Runs of each throughput case; the report takes the median of each rate, as one run on a
     /// 2-core machine varies by ±15 %.
     var repeats = 3
+    /// Only the cases whose name contains one of these `|`-separated words (latency cases are
+    /// named "latency", "poisson" and "idle"); every case when empty. For trying one case out.
+    var only: [String] = []
+
+    func runs(_ name: String) -> Bool { only.isEmpty || only.contains { name.contains($0) } }
 
     init(_ arguments: ArraySlice<String>) throws {
         var iterator = arguments.makeIterator()
@@ -102,6 +109,7 @@ struct BenchOptions {
             case "--latency-seconds": latencySeconds = Double(value) ?? latencySeconds
             case "--idle-seconds": idleSeconds = Double(value) ?? idleSeconds
             case "--repeat": repeats = max(1, Int(value) ?? repeats)
+            case "--only": only = value.split(separator: "|").map(String.init)
             default: throw BenchError("unknown flag \(flag)")
             }
         }
