@@ -68,6 +68,16 @@ struct PoissonRun {
         let left = try servers.countJobs(queues: ["queue:\(queue)"])
         let pending = try postgres.query(SQLStatement("SELECT count(*) FROM \(table) WHERE enqueued_at IS NULL")).text(0, 0) ?? "?"
         guard left == 0, pending == "0" else { throw BenchError("poisson run \(index): \(left) jobs left in Redis, \(pending) rows pending") }
+        // Whether autovacuum or autoanalyze ran on the table during the run, and when: they
+        // compete for the 2 cores and are one suspect for a cluster of slow jobs.
+        let stats = try postgres.query(SQLStatement(
+            """
+            SELECT autovacuum_count, autoanalyze_count, extract(epoch FROM last_autovacuum), extract(epoch FROM last_autoanalyze) \
+            FROM pg_stat_user_tables WHERE relname = '\(table)'
+            """))
+        let statsText = ["autovacuum_count", "autoanalyze_count", "last_autovacuum_epoch", "last_autoanalyze_epoch"].enumerated()
+            .map { "\($1)=\(stats.text(0, $0) ?? "none")" }.joined(separator: "\n") + "\n"
+        try statsText.write(toFile: "\(results)/poisson-\(index)-autovacuum.txt", atomically: true, encoding: .utf8)
         try postgres.execute("DROP TABLE \(table), \(table)_dead_letters")
 
         // Every job's insert time and latency, for finding where the outliers came from.
