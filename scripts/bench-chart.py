@@ -2,6 +2,7 @@
 """Renders the figures of `make bench` (results/bench.json) as a PNG for the README."""
 import json
 import sys
+import textwrap
 
 import matplotlib
 
@@ -18,7 +19,11 @@ def main(source: str, target: str) -> None:
     runs = report["throughput"]
     # Each case's relay rate beside what it is held against (PostgreSQL alone marking, the relay
     # on one key, or the fair limit of PostgreSQL fetching and Redis pushing alone).
-    cases = [f"{run['case']}\nvs {run.get('baseline', 'PostgreSQL alone marking')}" for run in runs]
+    short = {"PostgreSQL alone marking": "PG marking", "relay on 1 key": "relay, 1 key", "fair limit": "fair limit"}
+    cases = [
+        "\n".join(textwrap.wrap(run["case"], 14)) + "\nvs " + short.get(run.get("baseline", "PostgreSQL alone marking"), run.get("baseline"))
+        for run in runs
+    ]
     positions = range(len(cases))
     relay = [run["relay_jobs_per_s"] for run in runs]
     baseline = [run.get("baseline_per_s", run.get("postgres_rows_per_s")) for run in runs]
