@@ -17,18 +17,21 @@ struct BenchReport {
         var lines = [
             "outbox-relay benchmark, \(machine.date), \(machine.cores) cores (\(machine.cpu)), \(machine.memoryGB) GiB, PostgreSQL \(machine.postgres), Redis \(machine.redis)",
             "",
-            "| throughput (\(rows) rows, batch 1000) | relay jobs/s | PostgreSQL-only rows/s | ratio | ratio of each run | peak RSS MB |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "| throughput (\(rows) rows) | batch | relay jobs/s | baseline | baseline/s | ratio | goal | ratio of each run | peak RSS MB |",
+            "| --- | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: |",
         ]
         for run in throughput {
             let runs = run.runRatios.map { String(format: "%.2f", $0) }.joined(separator: ", ")
             lines.append(String(
-                format: "| %@ | %.0f | %.0f | %.2f | %@ | %.1f |", run.name, run.relayRate, run.postgresRate, run.ratio, runs, run.peakRSSMB))
+                format: "| %@ | %d | %.0f | %@ | %.0f | %.2f | %@ | %@ | %.1f |", run.name, run.batchSize, run.relayRate, run.baselineDescription,
+                run.baselineRate, run.ratio, run.goal == nil ? "—" : run.goalDescription, runs, run.peakRSSMB))
         }
-        lines += ["", "| latency, commit to Redis | achieved/s | p50 ms | p99 ms | max ms |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines += [
+            "", "| latency, commit to Redis | achieved/s | p50 ms | p99 ms | max ms | goal |", "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
         for run in latency {
-            lines.append(String(format: "| %d jobs/s, notifications %@ | %.0f | %.2f | %.2f | %.2f |",
-                run.rate, run.notify ? "on" : "off", run.achievedRate, run.p50, run.p99, run.max))
+            lines.append(String(format: "| %@ | %.0f | %.2f | %.2f | %.2f | %@ |",
+                run.label, run.achievedRate, run.p50, run.p99, run.max, run.goalP99 == nil ? "—" : run.goalDescription))
         }
         lines += ["", String(format: "idle CPU: %.3f%% of one core", idleCPUPercent)]
         return lines.joined(separator: "\n")
@@ -41,11 +44,24 @@ struct BenchReport {
                 "postgres": machine.postgres, "redis": machine.redis,
             ],
             "rows": rows,
-            "throughput": throughput.map {
-                ["case": $0.name, "relay_jobs_per_s": $0.relayRate, "postgres_rows_per_s": $0.postgresRate, "ratio": $0.ratio, "run_ratios": $0.runRatios, "peak_rss_mb": $0.peakRSSMB]
+            "throughput": throughput.map { run -> [String: Any] in
+                var entry: [String: Any] = [
+                    "case": run.name, "batch_size": run.batchSize, "relay_jobs_per_s": run.relayRate, "baseline": run.baseline.label,
+                    "baseline_per_s": run.baselineRate, "ratio": run.ratio, "run_ratios": run.runRatios, "peak_rss_mb": run.peakRSSMB,
+                ]
+                if case .postgresMarking = run.baseline { entry["postgres_rows_per_s"] = run.baselineRate }
+                if let rate = run.postgresFetchRate { entry["postgres_fetch_mark_rows_per_s"] = rate }
+                if let rate = run.redisPushRate { entry["redis_lpush_jobs_per_s"] = rate }
+                if let goal = run.goal, let met = run.meetsGoal { (entry["goal_ratio"], entry["meets_goal"]) = (goal, met) }
+                return entry
             },
-            "latency": latency.map {
-                ["rate": $0.rate, "notify": $0.notify, "achieved_per_s": $0.achievedRate, "p50_ms": $0.p50, "p99_ms": $0.p99, "max_ms": $0.max]
+            "latency": latency.map { run -> [String: Any] in
+                var entry: [String: Any] = [
+                    "label": run.label, "rate": run.rate, "notify": run.notify, "producer": run.producer, "achieved_per_s": run.achievedRate,
+                    "p50_ms": run.p50, "p99_ms": run.p99, "max_ms": run.max,
+                ]
+                if let goal = run.goalP99, let met = run.meetsGoal { (entry["goal_p99_ms"], entry["meets_goal"]) = (goal, met) }
+                return entry
             },
             "idle_cpu_percent": idleCPUPercent,
         ]

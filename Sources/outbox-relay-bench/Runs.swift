@@ -2,61 +2,129 @@ import Foundation
 import OutboxRelay
 import OutboxRelayIO
 
+/// What a throughput case's relay rate is held against.
+enum Baseline {
+    /// PostgreSQL alone marking an identical table in batches of 1,000 (the DO block).
+    case postgresMarking
+    /// The relay's own rate on one key in this same bench (the "200 B, 1 key" case, same rows).
+    case oneKeyRelay
+    /// The slower of PostgreSQL alone fetching the payloads to a client and marking them, and
+    /// Redis alone taking the same pushes: what any relay between the two could reach at best.
+    case fairLimit
+
+    var label: String {
+        switch self {
+        case .postgresMarking: "PostgreSQL alone marking"
+        case .oneKeyRelay: "relay on 1 key"
+        case .fairLimit: "fair limit"
+        }
+    }
+}
+
 struct ThroughputCase {
     let name: String
     let payloadBytes: Int
     let keys: Int
+    /// The relay's `--batch-size`; the PostgreSQL-alone baseline always marks 1,000 per batch.
+    var batchSize = 1000
+    var baseline = Baseline.postgresMarking
+    /// The ratio relay / baseline the case should reach, when issue 16 sets one.
+    var goal: Double?
 }
 
-/// The relay draining `rows` rows, and PostgreSQL alone marking the same rows of an identical
-/// table in batches of 1,000 inside one server-side loop (a DO block committing per batch), with
-/// the relay's own way of finding the next batch (after the last id marked), so the comparison is
-/// of the same work minus reading payloads and pushing them to Redis.
+/// A goal's verdict as the lines and the table print it.
+func verdict(_ met: Bool) -> String { met ? "meets goal" : "BELOW GOAL" }
+
+/// The relay draining `rows` rows, against the case's baseline: PostgreSQL alone marking the same
+/// rows of an identical table in batches of 1,000 inside one server-side loop (a DO block
+/// committing per batch), with the relay's own way of finding the next batch (after the last id
+/// marked), so the comparison is of the same work minus reading payloads and pushing them to
+/// Redis; or the relay's one-key rate; or the fair limit of both servers alone (``Baseline``).
 struct ThroughputRun {
     struct Result {
         let name: String
+        let batchSize: Int
+        let baseline: Baseline
         let relayRate: Double
-        let postgresRate: Double
+        let baselineRate: Double
+        /// The fair limit's two halves: PostgreSQL fetching and marking, Redis taking LPUSHes.
+        let postgresFetchRate: Double?
+        let redisPushRate: Double?
         let peakRSSMB: Double
-        /// relay / PostgreSQL-only, of one run or, for several, the median of their ratios.
+        /// relay / baseline, of one run or, for several, the median of their ratios.
         let ratio: Double
         /// Each run's ratio, when this sums up several.
         let runRatios: [Double]
+        let goal: Double?
 
-        /// One run's figures, or with `runRatios`, several runs summed up; `ratio` defaults to the
-        /// rates' own.
-        init(name: String, relayRate: Double, postgresRate: Double, peakRSSMB: Double, ratio: Double? = nil, runRatios: [Double] = []) {
-            self.name = name
-            self.relayRate = relayRate
-            self.postgresRate = postgresRate
-            self.peakRSSMB = peakRSSMB
-            self.ratio = ratio ?? relayRate / postgresRate
-            self.runRatios = runRatios
-        }
+        var meetsGoal: Bool? { goal.map { ratio >= $0 } }
 
         /// Several runs of one case: the median of each rate and of the runs' ratios (each run
-        /// measures the relay and PostgreSQL alone back to back, so its ratio is the fairest
-        /// figure when the machine's speed drifts), and the highest peak RSS.
+        /// measures the relay and its baseline back to back, so its ratio is the fairest figure
+        /// when the machine's speed drifts), and the highest peak RSS.
         static func median(of runs: [Result]) -> Result {
             func middle(_ values: [Double]) -> Double {
                 let sorted = values.sorted()
                 return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
             }
+            let fetch = runs.compactMap(\.postgresFetchRate)
+            let push = runs.compactMap(\.redisPushRate)
             return Result(
-                name: runs[0].name, relayRate: middle(runs.map(\.relayRate)), postgresRate: middle(runs.map(\.postgresRate)),
-                peakRSSMB: runs.map(\.peakRSSMB).max() ?? 0, ratio: middle(runs.map(\.ratio)), runRatios: runs.map(\.ratio))
+                name: runs[0].name, batchSize: runs[0].batchSize, baseline: runs[0].baseline, relayRate: middle(runs.map(\.relayRate)),
+                baselineRate: middle(runs.map(\.baselineRate)), postgresFetchRate: fetch.isEmpty ? nil : middle(fetch),
+                redisPushRate: push.isEmpty ? nil : middle(push), peakRSSMB: runs.map(\.peakRSSMB).max() ?? 0,
+                ratio: middle(runs.map(\.ratio)), runRatios: runs.map(\.ratio), goal: runs[0].goal)
         }
+
+        /// The baseline as the table names it, with the fair limit's two rates.
+        var baselineDescription: String {
+            guard let postgresFetchRate, let redisPushRate else { return baseline.label }
+            return String(format: "fair limit: lower of PostgreSQL fetch+mark %.0f/s, Redis LPUSH %.0f/s", postgresFetchRate, redisPushRate)
+        }
+
+        var goalDescription: String {
+            guard let goal, let meetsGoal else { return "" }
+            return String(format: "goal ≥ %.2f: %@", goal, verdict(meetsGoal))
+        }
+
         var line: String {
-            String(format: "throughput %@: relay %.0f jobs/s, PostgreSQL alone %.0f rows/s, ratio %.2f, peak RSS %.1f MB",
-                name, relayRate, postgresRate, ratio, peakRSSMB)
+            var line = String(format: "throughput %@ (batch %d): relay %.0f jobs/s, %@ %.0f/s, ratio %.2f, peak RSS %.1f MB",
+                name, batchSize, relayRate, baselineDescription, baselineRate, ratio, peakRSSMB)
+            if goal != nil { line += ", " + goalDescription }
+            return line
         }
     }
 
     let servers: BenchServers
     let rows: Int
     let item: ThroughputCase
+    /// The relay's rate on one key in this bench, for ``Baseline/oneKeyRelay``.
+    var oneKeyRelayRate: Double?
 
     func run() throws -> Result {
+        var fetchRate: Double?
+        var pushRate: Double?
+        let baselineRate: Double
+        switch item.baseline {
+        case .postgresMarking:
+            baselineRate = try postgresMarkingRate()
+        case .oneKeyRelay:
+            guard let oneKeyRelayRate else { throw BenchError("\(item.name): the one-key relay rate was not measured first") }
+            baselineRate = oneKeyRelayRate
+        case .fairLimit:
+            let (postgres, redis) = try fairLimitRates()
+            (fetchRate, pushRate) = (postgres, redis)
+            baselineRate = min(postgres, redis)
+        }
+        let (relayRate, rss) = try relayRate()
+        return Result(
+            name: item.name, batchSize: item.batchSize, baseline: item.baseline, relayRate: relayRate, baselineRate: baselineRate,
+            postgresFetchRate: fetchRate, redisPushRate: pushRate, peakRSSMB: rss, ratio: relayRate / baselineRate, runRatios: [],
+            goal: item.goal)
+    }
+
+    /// PostgreSQL alone marking the rows in keyset batches of 1,000, one commit each, server-side.
+    private func postgresMarkingRate() throws -> Double {
         _ = try servers.createTable("bench_base", rows: rows, payloadBytes: item.payloadBytes, keys: item.keys)
         let postgres = try servers.postgres()
         let started = Date()
@@ -69,26 +137,86 @@ struct ThroughputRun {
             WHERE id IN (SELECT id FROM batch) RETURNING id) SELECT max(id) FROM marked', 'sidekiq5', k, last) INTO last; \
             EXIT WHEN last IS NULL; COMMIT; END LOOP; END LOOP; END $$
             """)
+        let seconds = Date().timeIntervalSince(started)
+        try postgres.execute("DROP TABLE bench_base, bench_base_dead_letters")
+        return Double(rows) / seconds
+    }
+
+    /// (a) PostgreSQL alone handing the payload bytes to a client and marking them: keyset
+    /// batches of 1,000 from one connection, a SELECT reading id and payload then an UPDATE of
+    /// those ids, each its own commit; (b) Redis alone taking the same payload bytes as LPUSHes of
+    /// 1,000 into one list, four commands in flight at a time. Rows per second of each.
+    private func fairLimitRates() throws -> (postgres: Double, redis: Double) {
+        _ = try servers.createTable("bench_base", rows: rows, payloadBytes: item.payloadBytes, keys: item.keys)
+        let postgres = try servers.postgres()
+        var payloads: [[UInt8]] = []
+        payloads.reserveCapacity(rows)
+        let started = Date()
+        for key in 0..<item.keys {
+            var last: Int64 = 0
+            while true {
+                let batch = try postgres.query(
+                    SQLStatement(
+                        name: "bench_fetch",
+                        """
+                        SELECT id, payload FROM bench_base WHERE format = 'sidekiq5' AND enqueued_at IS NULL AND split_key = $1 \
+                        AND id > $2::int8 ORDER BY id LIMIT 1000
+                        """, ["k\(key)", String(last)]),
+                    decoding: { row in (row.int64(0) ?? 0, row.bytes(1) ?? []) })
+                guard let end = batch.last?.0 else { break }
+                try postgres.query(SQLStatement(
+                    name: "bench_mark", "UPDATE bench_base SET enqueued_at = now() WHERE id = ANY($1::int8[])",
+                    [batch.map(\.0).postgresArrayLiteral]))
+                payloads.append(contentsOf: batch.map(\.1))
+                last = end
+            }
+        }
         let postgresSeconds = Date().timeIntervalSince(started)
+        guard payloads.count == rows else { throw BenchError("PostgreSQL alone fetched \(payloads.count) rows, expected \(rows)") }
         try postgres.execute("DROP TABLE bench_base, bench_base_dead_letters")
 
+        try servers.flushRedis()
+        let redis = try servers.redis()
+        let list = Array("bench:lpush".utf8)
+        let commands = stride(from: 0, to: payloads.count, by: 1000).map { start in
+            RedisCommand([Array("LPUSH".utf8), list] + payloads[start..<min(start + 1000, payloads.count)])
+        }
+        payloads = []
+        let pushStarted = Date()
+        for start in stride(from: 0, to: commands.count, by: 4) {
+            for reply in try redis.send(Array(commands[start..<min(start + 4, commands.count)])) {
+                if case .error(let message) = reply { throw BenchError("LPUSH failed: \(message)") }
+            }
+        }
+        let redisSeconds = Date().timeIntervalSince(pushStarted)
+        let pushed = try servers.countJobs(queues: ["bench:lpush"])
+        guard pushed == rows else { throw BenchError("Redis alone holds \(pushed) jobs, expected \(rows)") }
+        try servers.flushRedis()
+        return (Double(rows) / postgresSeconds, Double(rows) / redisSeconds)
+    }
+
+    /// The relay draining a fresh table, in jobs per second, and its peak RSS in MB; throws unless
+    /// every job is in Redis.
+    private func relayRate() throws -> (Double, Double) {
         _ = try servers.createTable("bench_relay", rows: rows, payloadBytes: item.payloadBytes, keys: item.keys)
         try servers.flushRedis()
-        let relay = try servers.startRelay(table: "bench_relay", extra: ["--batch-size", "1000", "--sleep-on-empty", "0.05"])
+        let relay = try servers.startRelay(table: "bench_relay", extra: ["--batch-size", String(item.batchSize), "--sleep-on-empty", "0.05"])
         defer { relay.stop() }
         try relay.waitUntilReady()
+        let postgres = try servers.postgres()
         let relayStarted = Date()
         let done = SQLStatement("SELECT NOT EXISTS (SELECT 1 FROM bench_relay WHERE format = 'sidekiq5' AND enqueued_at IS NULL)")
+        let deadline = Date(timeIntervalSinceNow: 300)
         while try postgres.query(done).bool(0, 0) != true {
+            guard Date() < deadline else { throw BenchError("\(item.name): the relay did not drain the table in 300 s: \(relay.log.suffix(2000))") }
             Thread.sleep(forTimeInterval: 0.005)
         }
         let relaySeconds = Date().timeIntervalSince(relayStarted)
-        let pushed = try servers.redis().send((0..<item.keys).map { RedisCommand("LLEN", "queue:k\($0)") })
-        let total = pushed.reduce(0) { sum, reply in if case .integer(let n) = reply { sum + Int(n) } else { sum } }
-        guard total == rows else { throw BenchError("Redis holds \(total) jobs, expected \(rows)") }
+        let total = try servers.countJobs(queues: (0..<item.keys).map { "queue:k\($0)" })
+        guard total == rows else { throw BenchError("\(item.name): Redis holds \(total) jobs, expected \(rows)") }
         let rss = Double(relay.peakRSSKilobytes) / 1024
         try postgres.execute("DROP TABLE bench_relay, bench_relay_dead_letters")
-        return Result(name: item.name, relayRate: Double(rows) / relaySeconds, postgresRate: Double(rows) / postgresSeconds, peakRSSMB: rss)
+        return (Double(rows) / relaySeconds, rss)
     }
 }
 
@@ -96,16 +224,30 @@ struct ThroughputRun {
 /// latency is from just before the INSERT to the moment the consumer has the job.
 struct LatencyRun {
     struct Result {
+        /// The run as the table names it.
+        let label: String
         let rate: Int
         let notify: Bool
+        /// `steady` (this process commits at fixed intervals) or `pgbench` (Poisson arrivals).
+        let producer: String
         let achievedRate: Double
         let p50: Double
         let p99: Double
         let max: Double
+        /// The highest p99 in ms that meets issue 16's goal, when the run has one.
+        var goalP99: Double? = nil
+
+        var meetsGoal: Bool? { goalP99.map { p99 <= $0 } }
+
+        var goalDescription: String {
+            guard let goalP99, let meetsGoal else { return "" }
+            return String(format: "goal p99 ≤ %.0f ms: %@", goalP99, verdict(meetsGoal))
+        }
 
         var line: String {
-            String(format: "latency at %d/s, notifications %@: p50 %.2f ms, p99 %.2f ms, max %.2f ms (achieved %.0f/s)",
-                rate, notify ? "on" : "off", p50, p99, max, achievedRate)
+            var line = String(format: "latency, %@: p50 %.2f ms, p99 %.2f ms, max %.2f ms (achieved %.0f/s)", label, p50, p99, max, achievedRate)
+            if goalP99 != nil { line += ", " + goalDescription }
+            return line
         }
     }
 
@@ -164,7 +306,9 @@ struct LatencyRun {
         guard latencies.count == count else { throw BenchError("only \(latencies.count) of \(count) jobs arrived") }
         try postgres.execute("DROP TABLE bench_latency, bench_latency_dead_letters")
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-        return Result(rate: rate, notify: notify, achievedRate: achieved, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last!)
+        return Result(
+            label: "\(rate) jobs/s, notifications \(notify ? "on" : "off")", rate: rate, notify: notify, producer: "steady",
+            achievedRate: achieved, p50: percentile(0.5), p99: percentile(0.99), max: latencies.last!)
     }
 }
 
