@@ -2,155 +2,295 @@ import Logging
 import OutboxRelay
 import OutboxRelayIO
 
-/// Drives a ``LeaseGroup``: one batch of each of many split keys, every step carried out for all
-/// the keys waiting in it with one statement or one Redis pipeline. The group decides; this only
-/// performs, as ``LeaseRun/run(_:skipped:tempos:)`` does for one key.
+/// Drives ``LeaseGroup``s: one batch of each of many split keys, every step carried out for all
+/// the keys of a group waiting in it with one statement or one Redis pipeline. Two groups are in
+/// flight, so that PostgreSQL runs one group's statement while Redis runs the other's scripts
+/// (or the relay plans its batches). The groups decide; this only performs, as
+/// ``LeaseRun/run(_:skipped:tempos:)`` does for one key.
 extension LeaseRun {
-    /// Relays the first batch of each of `keys` (named keys without skipped rows) under one group
-    /// of leases; keys leased elsewhere are passed over. Outcomes in the order of `keys`.
-    func runGroup(_ keys: [SplitKey], skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> [Outcome] {
-        let queries = configuration.queries
-        let leases = keys.map { LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: $0) }
-        let fences = leases.map { FencedPush.Keys(lease: $0, cluster: cluster, namespace: configuration.keys.namespace) }
-        var group = LeaseGroup(keys: keys, batchSize: configuration.batchSize, deadLetterProblem: try deadLetterProblem())
-        var locked = Set<Int>()
+    /// Relays the first batch of each of `keys` (named keys without skipped rows) in groups of
+    /// `groupSize`; keys leased elsewhere are passed over. Outcomes in the order of `keys` (not
+    /// leased for keys a stop left untouched).
+    func runGroups(_ keys: [SplitKey], groupSize: Int, skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> [Outcome] {
+        let deadLetterProblem = try deadLetterProblem()
+        let chunks = stride(from: 0, to: keys.count, by: groupSize).map { Array(keys[$0..<min(keys.count, $0 + groupSize)]) }
+        var waiting = chunks.indices[...]
+        var flights: [GroupFlight] = []
+        // Per chunk, once its group finished (groups finish in any order).
+        var outcomes: [Int: [Outcome]] = [:]
         defer {
-            if !locked.isEmpty, postgres.isHealthy { _ = try? postgres.query(queries.releaseLeases(locked.sorted().map { leases[$0] })) }
+            // After a failure with a statement in flight, its result comes first; then every lock
+            // still held is given back (the records stay for the next holders' claims).
+            while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
+            let held = flights.flatMap { flight in flight.locked.map { flight.leases[$0] } }
+            if !held.isEmpty, postgres.isHealthy { _ = try? postgres.query(configuration.queries.releaseLeases(held)) }
         }
-        var fetchedRows: [Int: [OutboxRow]] = [:]
-        let started = telemetry.monotonicMicros()
         while true {
-            if stop.isStopRequested { group.requestStop() }
-            do {
-                switch group.nextStep() {
-                case .finished(let outcomes):
-                    for (key, outcome) in zip(keys, outcomes) {
-                        finished(outcome, key: key, tempos: &tempos, started: started, metadata: ["outbox.split_key": "\(key)"], logRelayed: false)
-                    }
-                    let relayed = outcomes.reduce(0) { $0 + $1.relayed }
-                    if relayed > 0 {
-                        logger.info(
-                            "relayed jobs",
-                            metadata: [
-                                "outbox.jobs": "\(relayed)", "outbox.split_keys": "\(outcomes.count { $0.relayed > 0 })",
-                                "outbox.duration_ms": "\((telemetry.monotonicMicros() - started) / 1000)",
-                            ])
-                    }
-                    return outcomes
+            if stop.isStopRequested {
+                waiting = waiting[waiting.endIndex...]
+                for index in flights.indices { flights[index].group.requestStop() }
+            }
+            while flights.count < 2, let chunk = waiting.popFirst() {
+                flights.append(GroupFlight(chunks[chunk], chunk: chunk, run: self, deadLetterProblem: deadLetterProblem))
+            }
+            guard !flights.isEmpty else { break }
+            // Each flight's next step; a finished flight leaves, a failed one fails all.
+            var index = 0
+            var anyFinished = false
+            while index < flights.count {
+                switch flights[index].nextStep() {
+                case .finished(let finished):
+                    report(finished, keys: flights[index].group.keys, started: flights[index].started, tempos: &tempos)
+                    outcomes[flights[index].chunk] = finished
+                    flights.remove(at: index)
+                    anyFinished = true
                 case .abandon(let failure):
                     throw Self.error(failure)
-                case .perform(let phase, let members):
-                    try perform(phase, members, group: &group, leases: leases, fences: fences, locked: &locked, fetchedRows: &fetchedRows, skipped: &skipped)
+                case .perform:
+                    index += 1
+                }
+            }
+            // The next group starts before a step runs, so that two are in flight again.
+            if anyFinished { continue }
+            do {
+                // PostgreSQL works on one flight's statement while this process works on the other's step.
+                if flights.count == 2, let (sent, other) = overlapping(flights[0].step, flights[1].step) {
+                    try flights[sent].sendPostgres(self)
+                    try flights[other].perform(self, skipped: &skipped)
+                    try flights[sent].receivePostgres(self)
+                } else {
+                    try flights[0].perform(self, skipped: &skipped)
                 }
             } catch {
-                // The group is abandoned with its records: the next holders' claims learn what
+                // The groups are abandoned with their records: the next holders' claims learn what
                 // Redis has. The connection that failed is dropped by the caller.
-                _ = group.failed(.serverFailed("\(error)"))
+                for index in flights.indices { _ = flights[index].group.failed(.serverFailed("\(error)")) }
                 throw error
             }
+        }
+        // Keys a stop left untouched are reported as keys leased elsewhere: nothing happened to them.
+        var untouched = Outcome()
+        untouched.leased = false
+        return chunks.indices.flatMap { outcomes[$0] ?? Array(repeating: untouched, count: chunks[$0].count) }
+    }
+
+    /// Which of two steps to send to PostgreSQL while the other is carried out here: a statement
+    /// of one flight beside a Redis pipeline or a plan of the other.
+    private func overlapping(_ first: LeaseGroup.Step?, _ second: LeaseGroup.Step?) -> (sent: Int, other: Int)? {
+        guard case .perform(let a, _) = first, case .perform(let b, _) = second else { return nil }
+        if GroupFlight.isStatement(a) && !GroupFlight.isPostgres(b) { return (0, 1) }
+        if GroupFlight.isStatement(b) && !GroupFlight.isPostgres(a) { return (1, 0) }
+        return nil
+    }
+
+    private func report(_ outcomes: [Outcome], keys: [SplitKey], started: Int64, tempos: inout [SplitKey: Int]) {
+        for (key, outcome) in zip(keys, outcomes) {
+            finished(outcome, key: key, tempos: &tempos, started: started, metadata: ["outbox.split_key": "\(key)"], logRelayed: false)
+        }
+        let relayed = outcomes.reduce(0) { $0 + $1.relayed }
+        guard relayed > 0 else { return }
+        logger.info(
+            "relayed jobs",
+            metadata: [
+                "outbox.jobs": "\(relayed)", "outbox.split_keys": "\(outcomes.count { $0.relayed > 0 })",
+                "outbox.duration_ms": "\((telemetry.monotonicMicros() - started) / 1000)",
+            ])
+    }
+}
+
+/// One group in flight: its ``LeaseGroup``, the locks it holds, the rows it fetched, and the step
+/// it waits to have carried out.
+struct GroupFlight {
+    var group: LeaseGroup
+    let leases: [LeaseKey]
+    let fences: [FencedPush.Keys]
+    var locked = Set<Int>()
+    var fetchedRows: [Int: [OutboxRow]] = [:]
+    let started: Int64
+    /// Which of the run's chunks of keys this group leases.
+    let chunk: Int
+    /// The step to carry out next; nil once carried out.
+    private(set) var step: LeaseGroup.Step?
+
+    init(_ keys: [SplitKey], chunk: Int, run: LeaseRun, deadLetterProblem: String?) {
+        self.chunk = chunk
+        let queries = run.configuration.queries
+        leases = keys.map { LeaseKey(table: run.resolvedTable, format: queries.leaseFormat, splitKey: $0) }
+        fences = leases.map { FencedPush.Keys(lease: $0, cluster: run.cluster, namespace: run.configuration.keys.namespace) }
+        group = LeaseGroup(keys: keys, batchSize: run.configuration.batchSize, deadLetterProblem: deadLetterProblem)
+        started = run.telemetry.monotonicMicros()
+    }
+
+    mutating func nextStep() -> LeaseGroup.Step {
+        if let step { return step }
+        let next = group.nextStep()
+        step = next
+        return next
+    }
+
+    /// Phases that are one statement, which can run while this process does something else.
+    static func isStatement(_ phase: LeaseGroup.Phase) -> Bool {
+        switch phase {
+        case .tryLease, .fetch, .deadLetter, .mark, .releaseLease: true
+        default: false
+        }
+    }
+
+    static func isPostgres(_ phase: LeaseGroup.Phase) -> Bool {
+        isStatement(phase) || phase == .askNextTransactionID
+    }
+
+    /// Carries out the step, waiting for its answer.
+    mutating func perform(_ run: LeaseRun, skipped: inout SkippedRows) throws {
+        guard case .perform(let phase, _) = step else { return }
+        if Self.isStatement(phase) {
+            try sendPostgres(run)
+            try receivePostgres(run)
+        } else {
+            try performHere(run, skipped: &skipped)
         }
     }
 
     // The steps read the members' actions, which the group set for exactly this phase.
-    private func perform(
-        _ phase: LeaseGroup.Phase, _ members: [Int], group: inout LeaseGroup, leases: [LeaseKey], fences: [FencedPush.Keys],
-        locked: inout Set<Int>, fetchedRows: inout [Int: [OutboxRow]], skipped: inout SkippedRows
-    ) throws {
-        let queries = configuration.queries
+
+    /// Sends the step's statement down the pipeline without waiting.
+    func sendPostgres(_ run: LeaseRun) throws {
+        guard case .perform(let phase, let members) = step else { return }
+        let queries = run.configuration.queries
+        let keys = group.keys
+        let statement: SQLStatement
+        switch phase {
+        case .tryLease:
+            statement = queries.tryLeases(members.map { leases[$0] })
+        case .fetch:
+            statement = queries.fetchFirstBatches(
+                members.map { keys[$0].value ?? "" }, limits: members.map(limit), maxBytes: run.configuration.maxBatchBytes)
+        case .deadLetter:
+            statement = queries.deadLetter(members.flatMap(rejections).map { (id: $0.id, reason: $0.reason) })
+        case .mark:
+            let marks = members.map(mark)
+            statement = queries.markEnqueued(marks.flatMap(\.ids), scheduled: marks.flatMap(\.scheduled))
+        case .releaseLease:
+            statement = queries.releaseLeases(members.map { leases[$0] })
+        default:
+            preconditionFailure("\(phase) is not a statement")
+        }
+        try run.postgres.send([statement], binary: true)
+    }
+
+    /// Receives the result of the statement ``sendPostgres(_:)`` sent, and answers the members.
+    mutating func receivePostgres(_ run: LeaseRun) throws {
+        guard case .perform(let phase, let members) = step else { return }
+        step = nil
         let keys = group.keys
         switch phase {
         case .tryLease:
-            let rows = try postgres.query(queries.tryLeases(members.map { leases[$0] }))
-            guard rows.count == members.count else { throw RelayProblem.unexpectedReply("the group's leases", "\(rows.count) rows") }
-            for (row, index) in members.enumerated() {
-                let xid = rows.int64(row, 0)
+            let xids = try run.postgres.receiveNext(decoding: { $0.int64(0) })
+            guard xids.count == members.count else { throw RelayProblem.unexpectedReply("the group's leases", "\(xids.count) rows") }
+            for (xid, index) in zip(xids, members) {
                 if xid != nil { locked.insert(index) }
-                telemetry.leaseAttempt(keys[index], acquired: xid != nil)
+                run.telemetry.leaseAttempt(keys[index], acquired: xid != nil)
                 group.answer(index) { $0.leaseAnswered(xid: xid) }
             }
+        case .fetch:
+            let limits = members.map(limit)
+            let rows = try run.postgres.receiveNext(decoding: { row in (position: Int(row.int64(0)!) - 1, row: LeaseRun.fetchedRow(row, from: 1)) })
+            var byMember = Array(repeating: [(OutboxRow, Int64)](), count: members.count)
+            for row in rows { byMember[row.position].append(row.row) }
+            for (position, index) in members.enumerated() {
+                let batch = byMember[position]
+                let available = OutboxQueries.pendingWithinLimit(
+                    returned: batch.count, limit: limits[position], lastRunningBytes: batch.last?.1, maxBytes: run.configuration.maxBatchBytes)
+                fetchedRows[index] = batch.map(\.0)
+                group.answer(index) { $0.fetched(ids: batch.map(\.0.id), available: available) }
+            }
+        case .deadLetter:
+            let rejections = members.map(rejections)
+            let result = try run.deadLetterResult { () throws(PostgresError) in _ = try run.postgres.receiveNext() }
+            for (index, memberRejections) in zip(members, rejections) {
+                if result == .moved { run.reportDeadLettered(memberRejections, key: keys[index]) }
+                group.answer(index) { $0.deadLettered(result) }
+            }
+        case .mark:
+            let marks = members.map(mark)
+            _ = try run.postgres.receiveNext()
+            let took = run.telemetry.monotonicMicros() - started
+            for (index, mark) in zip(members, marks) {
+                run.telemetry.batchRelayed(keys[index], jobs: mark.ids.count, durationMicros: took)
+                group.answer(index) { $0.marked() }
+            }
+        case .releaseLease:
+            _ = try run.postgres.receiveNext()
+            locked.subtract(members)
+            for index in members { group.answer(index) { $0.leaseReleased() } }
+        default:
+            preconditionFailure("\(phase) is not a statement")
+        }
+    }
+
+    /// Carries out a step that is not one statement: Redis pipelines, plans, skips, and asking
+    /// for the next transaction id.
+    private mutating func performHere(_ run: LeaseRun, skipped: inout SkippedRows) throws {
+        guard case .perform(let phase, let members) = step else { return }
+        step = nil
+        let keys = group.keys
+        switch phase {
         case .claim:
-            let claims = try redis.claim(members.map { index in
+            let claims = try run.redis.claim(members.map { index in
                 guard case .claim(let xid, let rewound) = group.action(of: index) else { preconditionFailure("not a claim") }
                 return (fences[index], xid, rewound)
             })
             for (claim, index) in zip(claims, members) { group.answer(index) { $0.claimAnswered(claim) } }
         case .askNextTransactionID:
             for index in members {
-                guard let next = try postgres.query(OutboxQueries.nextTransactionID).int64(0, 0) else {
+                guard let next = try run.postgres.query(OutboxQueries.nextTransactionID).int64(0, 0) else {
                     throw RelayProblem.unexpectedReply("next transaction id", "NULL")
                 }
                 group.answer(index) { $0.nextTransactionID(next) }
             }
-        case .fetch:
-            let limits = members.map { index -> Int in
-                guard case .receive(.fetch(let limit, nil)) = group.action(of: index) else { preconditionFailure("not a first fetch") }
-                return limit
-            }
-            let rows = try postgres.query(
-                queries.fetchFirstBatches(members.map { keys[$0].value ?? "" }, limits: limits, maxBytes: configuration.maxBatchBytes),
-                decoding: { row in (position: Int(row.int64(0)!) - 1, row: Self.fetchedRow(row, from: 1)) })
-            var byMember = Array(repeating: [(OutboxRow, Int64)](), count: members.count)
-            for row in rows { byMember[row.position].append(row.row) }
-            for (position, index) in members.enumerated() {
-                let batch = byMember[position]
-                let available = OutboxQueries.pendingWithinLimit(
-                    returned: batch.count, limit: limits[position], lastRunningBytes: batch.last?.1, maxBytes: configuration.maxBatchBytes)
-                fetchedRows[index] = batch.map(\.0)
-                group.answer(index) { $0.fetched(ids: batch.map(\.0.id), available: available) }
-            }
         case .plan:
             for index in members {
                 let plan = BatchPlan(
-                    rows: fetchedRows.removeValue(forKey: index) ?? [], encoder: configuration.sidekiq, nowMicros: nowMicros(),
-                    alreadyPushed: group.alreadyPushed(of: index), makeJID: makeJID)
+                    rows: fetchedRows.removeValue(forKey: index) ?? [], encoder: run.configuration.sidekiq, nowMicros: run.nowMicros(),
+                    alreadyPushed: group.alreadyPushed(of: index), makeJID: run.makeJID)
                 group.answer(index) { $0.planned(plan) }
             }
         case .push:
-            let pushes = try redis.push(
+            let pushes = try run.redis.push(
                 members.map { index in
                     guard case .push(let plan, let fence, let record) = group.action(of: index) else { preconditionFailure("not a push") }
                     return (plan, fences[index], fence, record)
-                }, sidekiq: configuration.keys)
+                }, sidekiq: run.configuration.keys)
             for (push, index) in zip(pushes, members) { group.answer(index) { $0.pushAnswered(push) } }
         case .skip:
             for index in members {
                 guard case .skip(let rejections, let reason) = group.action(of: index) else { preconditionFailure("not a skip") }
-                skip(rejections, because: reason, key: keys[index], skipped: &skipped)
+                run.skip(rejections, because: reason, key: keys[index], skipped: &skipped)
                 group.answer(index) { $0.skipped() }
             }
-        case .deadLetter:
-            let rejections = members.map { index -> [BatchPlan.Rejection] in
-                guard case .receive(.deadLetter(let rejections)) = group.action(of: index) else { preconditionFailure("not a dead letter") }
-                return rejections
-            }
-            let result = try deadLetter(rejections.flatMap { $0 })
-            for (index, memberRejections) in zip(members, rejections) {
-                if result == .moved { reportDeadLettered(memberRejections, key: keys[index]) }
-                group.answer(index) { $0.deadLettered(result) }
-            }
-        case .mark:
-            let marks = members.map { index -> (ids: [Int64], scheduled: [Int64]) in
-                guard case .receive(.mark(let ids, let scheduled)) = group.action(of: index) else { preconditionFailure("not a mark") }
-                return (ids, scheduled)
-            }
-            let before = telemetry.monotonicMicros()
-            _ = try postgres.query(queries.markEnqueued(marks.flatMap(\.ids), scheduled: marks.flatMap(\.scheduled)))
-            let took = telemetry.monotonicMicros() - before
-            for (index, mark) in zip(members, marks) {
-                telemetry.batchRelayed(keys[index], jobs: mark.ids.count, durationMicros: took)
-                group.answer(index) { $0.marked() }
-            }
         case .releaseRedis:
-            try redis.release(members.map { index in
+            try run.redis.release(members.map { index in
                 guard case .releaseRedis(let fence, let remaining) = group.action(of: index) else { preconditionFailure("not a release") }
                 return (fences[index], fence, remaining)
             })
             for index in members { group.answer(index) { $0.redisReleased() } }
-        case .releaseLease:
-            _ = try postgres.query(queries.releaseLeases(members.map { leases[$0] }))
-            locked.subtract(members)
-            for index in members { group.answer(index) { $0.leaseReleased() } }
+        case .tryLease, .fetch, .deadLetter, .mark, .releaseLease:
+            preconditionFailure("\(phase) is a statement")
         }
     }
-}
 
+    private func limit(_ index: Int) -> Int {
+        guard case .receive(.fetch(let limit, nil)) = group.action(of: index) else { preconditionFailure("not a first fetch") }
+        return limit
+    }
+
+    private func rejections(_ index: Int) -> [BatchPlan.Rejection] {
+        guard case .receive(.deadLetter(let rejections)) = group.action(of: index) else { preconditionFailure("not a dead letter") }
+        return rejections
+    }
+
+    private func mark(_ index: Int) -> (ids: [Int64], scheduled: [Int64]) {
+        guard case .receive(.mark(let ids, let scheduled)) = group.action(of: index) else { preconditionFailure("not a mark") }
+        return (ids, scheduled)
+    }
+}

@@ -233,7 +233,7 @@ struct LeaseRun {
         }
     }
 
-    private func deadLetterResult(_ body: () throws(PostgresError) -> Void) throws(PostgresError) -> LeaseMachine.DeadLettered {
+    func deadLetterResult(_ body: () throws(PostgresError) -> Void) throws(PostgresError) -> LeaseMachine.DeadLettered {
         do {
             try body()
         } catch where error.code == .connectionLost {

@@ -20,6 +20,9 @@ struct PassScheduler {
 
     /// Passes over fewer keys lease each alone: a group saves round trips only across many keys.
     static let groupThreshold = 8
+    /// The most groups' worth of keys handed to `leaseGroup` at once (it keeps two groups in
+    /// flight); between calls the watchdog is pinged.
+    static let groupsPerCall = 16
 
     struct Outcome {
         /// Whether any lease had rows to handle (else the relay sleeps).
@@ -46,7 +49,7 @@ struct PassScheduler {
     }
 
     /// Runs one pass; `lease` relays one key under a lease, `leaseGroup` the first batch of each of
-    /// several keys under a ``LeaseGroup`` (outcomes in their order), `between` runs after each
+    /// several keys in ``LeaseGroup``s of up to `groupSize` keys (outcomes in their order), `between` runs after each
     /// lease or group. Keys of a group that still have rows pending are then leased alone.
     mutating func pass(
         postgres: PostgresConnection, nowMicros: Int64, isStopRequested: () -> Bool,
@@ -62,7 +65,7 @@ struct PassScheduler {
         var next = 0
         while next < ready.count && !isStopRequested() {
             var members: [SplitKey] = []
-            while grouping, members.count < settings.groupSize, next < ready.count, isGroupable(ready[next]) {
+            while grouping, members.count < settings.groupSize * Self.groupsPerCall, next < ready.count, isGroupable(ready[next]) {
                 members.append(ready[next])
                 next += 1
             }

@@ -154,7 +154,9 @@ public final class RelayLoop {
         let outcome = try scheduler.pass(
             postgres: postgres, nowMicros: monotonicMicros(), isStopRequested: { stop.isStopRequested },
             lease: { key, skipped, tempos in try lease.run(key, skipped: &skipped, tempos: &tempos) },
-            leaseGroup: { keys, skipped, tempos in try lease.runGroup(keys, skipped: &skipped, tempos: &tempos) },
+            leaseGroup: { keys, skipped, tempos in
+                try lease.runGroups(keys, groupSize: RelayLoop.groupSize, skipped: &skipped, tempos: &tempos)
+            },
             between: pingWatchdogIfDue)
         relayedTotal += outcome.relayed
         notifier.notify("STATUS=relaying: \(relayedTotal) jobs since start; \(outcome.keysWithWork) split keys with pending rows in the last pass")
