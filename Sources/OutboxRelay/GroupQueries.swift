@@ -20,23 +20,26 @@ extension OutboxQueries {
             [keys.map(\.value).postgresArrayLiteral])
     }
 
-    /// Each key's first batch, as ``fetch(_:limit:maxBytes:skipping:after:)`` fetches it for one
-    /// key (`limits[i]` rows of `keys[i]` after its smallest pending id, cut at `maxBytes` per key).
-    /// Columns: the key's position in `keys` (from 1), then the columns of the single fetch.
+    /// Each key's first batch: up to `limits[i]` pending rows of `keys[i]` in `id` order, as
+    /// ``fetch(_:limit:maxBytes:skipping:after:)`` fetches a lease's first batch, all cut where the
+    /// payloads of the whole group add up to `maxBytes` (the first row always comes; keys past the
+    /// cut get no rows this time), so a group holds no more than one batch's bytes. Columns: the
+    /// key's position in `keys` (from 1), then the columns of the single fetch, the running total
+    /// counting over the group.
     public func fetchFirstBatches(_ keys: [String], limits: [Int], maxBytes: Int) -> SQLStatement {
         let t = table.quoted
         return SQLStatement(
             name: "outbox_group_fetch",
             """
-            SELECT g.n, f.id, f.payload, f.created_at, f.jid, f.running \
+            SELECT n, id, payload, created_at, jid, running FROM (\
+            SELECT g.n, f.id, f.payload, f.created_at, NULL::varchar AS jid, \
+            sum(coalesce(octet_length(f.payload), 0)) OVER (ORDER BY g.n, f.id ROWS UNBOUNDED PRECEDING) AS running \
             FROM unnest($2::varchar[], $3::int8[]) WITH ORDINALITY AS g(key, lim, n) CROSS JOIN LATERAL (\
-            SELECT id, payload, created_at, jid, running FROM (\
-            SELECT *, sum(coalesce(octet_length(payload), 0)) OVER (ORDER BY id ROWS UNBOUNDED PRECEDING) AS running FROM (\
-            SELECT id, payload, created_at, NULL::varchar AS jid FROM \(t) \
+            SELECT id, payload, created_at FROM \(t) \
             WHERE format = $1 AND enqueued_at IS NULL AND split_key = g.key \
             AND id > (SELECT min(id) - 1 FROM \(t) WHERE format = $1 AND enqueued_at IS NULL AND split_key = g.key) \
-            ORDER BY id LIMIT g.lim) AS page) AS sized \
-            WHERE running - coalesce(octet_length(payload), 0) < $4::int8) AS f ORDER BY g.n, f.id
+            ORDER BY id LIMIT g.lim) AS f) AS sized \
+            WHERE running - coalesce(octet_length(payload), 0) < $4::int8 ORDER BY n, id
             """, [format, keys.postgresArrayLiteral, limits.map(Int64.init).postgresArrayLiteral, String(maxBytes)])
     }
 }

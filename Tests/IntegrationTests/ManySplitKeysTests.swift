@@ -79,4 +79,26 @@ import Testing
         #expect(DeliveryPromiseTests.jids(try outbox.queue("q3")) == [3, 23])
         #expect(DeliveryPromiseTests.jids(try outbox.queue("q4")) == [4, 14, 24])
     }
+
+    /// A group's fetch is cut where the whole group's payloads reach `--max-batch-bytes`, so a
+    /// group holds no more than one batch's bytes; the keys past the cut come in later rounds.
+    @Test func aGroupHoldsNoMoreThanOneBatchOfBytes() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        var rows: [(SplitKey, String)] = []
+        for n in 0..<90 { rows.append((.named("k\(n % 30)"), Self.job("q\(n % 30)", n))) }
+        try outbox.insert(rows)
+        var configuration = outbox.configuration()
+        configuration.maxBatchBytes = 1024
+        let relay = RelayRunner(configuration)
+        try waitUntil("all rows marked") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        for key in 0..<30 {
+            #expect(DeliveryPromiseTests.jids(try outbox.queue("q\(key)")) == [key, key + 30, key + 60])
+        }
+        let grouped = Self.groupLines(relay).compactMap { line in
+            line.split(separator: " ").first { $0.hasPrefix("outbox.jobs=") }.flatMap { Int($0.dropFirst("outbox.jobs=".count)) }
+        }
+        #expect(!grouped.isEmpty && grouped.allSatisfy { $0 <= 1024 / 60 + 1 }, "each group relayed at most about 1 KB of jobs: \(grouped)")
+    }
 }
