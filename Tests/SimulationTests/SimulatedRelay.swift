@@ -10,9 +10,9 @@ final class SimulatedRelay {
         case waiting(until: Int)
         case passing(keys: [SplitKey])
         case leasing(key: SplitKey, machine: LeaseMachine, action: LeaseMachine.Action, rest: [SplitKey])
-        /// Several keys leased together (``LeaseGroup``); `awaiting`: the combined statements sent
-        /// for a phase, whose results come in the next step.
-        case grouping(group: LeaseGroup, awaiting: (phase: LeaseGroup.Phase, members: [Int])?, rest: [SplitKey])
+        /// Keys leased together (``LeaseGroup``s), two groups in flight as in the daemon; `waiting`:
+        /// the chunks of keys still to start, `again`: keys to lease alone afterwards.
+        case grouping(flights: [GroupFlight], waiting: [[SplitKey]], again: [SplitKey], rest: [SplitKey])
     }
 
     let name: Int
@@ -33,9 +33,6 @@ final class SimulatedRelay {
     private var fetchedRows: [OutboxRow] = []
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
-
-    /// The rows each member of a group fetched, until the group asks for their plan.
-    private var groupFetched: [Int: [OutboxRow]] = [:]
 
     init(name: Int, database: Int, batchSize: Int, batchesPerLease: Int, groupSize: Int = 1) {
         self.name = name
@@ -95,8 +92,8 @@ final class SimulatedRelay {
                 world.trace("relay \(name) \(key): \(Self.describe(action)) failed: \(error)")
                 fail("\(error)", in: world)
             }
-        case .grouping(var group, let awaiting, let rest):
-            stepGroup(&group, awaiting: awaiting, rest: rest, in: world)
+        case .grouping(let flights, let waiting, let again, let rest):
+            stepGroups(flights, waiting: waiting, again: again, rest: rest, in: world)
         }
     }
 
@@ -117,12 +114,10 @@ final class SimulatedRelay {
         guard let key = keys.first else { return startPass(in: world) }
         // As the daemon's PassScheduler: consecutive named keys with nothing skipped and no
         // backlog carried over are leased together.
-        let members = Array(keys.prefix { $0 != .null && (skipped[$0] ?? []).isEmpty && tempos[$0] == nil }.prefix(groupSize))
+        let members = Array(keys.prefix { $0 != .null && (skipped[$0] ?? []).isEmpty && tempos[$0] == nil }.prefix(3 * groupSize))
         if members.count >= 2 {
-            let group = LeaseGroup(
-                keys: members, batchSize: batchSize,
-                deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table")
-            phase = .grouping(group: group, awaiting: nil, rest: Array(keys.dropFirst(members.count)))
+            let chunks = stride(from: 0, to: members.count, by: groupSize).map { Array(members[$0..<min(members.count, $0 + groupSize)]) }
+            phase = .grouping(flights: [], waiting: chunks, again: [], rest: Array(keys.dropFirst(members.count)))
             return
         }
         var machine = LeaseMachine(
@@ -242,47 +237,87 @@ final class SimulatedRelay {
 
 // MARK: groups
 
+/// A group in flight: its step to carry out next, or the combined statement whose result it awaits.
+struct GroupFlight {
+    var group: LeaseGroup
+    var step: LeaseGroup.Step?
+    var awaiting: (phase: LeaseGroup.Phase, members: [Int])?
+    /// The rows each member fetched, until the group asks for their plan.
+    var fetched: [Int: [OutboxRow]] = [:]
+}
+
 extension SimulatedRelay {
-    /// One step of a group, as the daemon's driver carries it out: a phase for all its members at
-    /// once (one statement, or one Redis pipeline with one WAIT). The combined fetch, mark and
-    /// dead-letter statements are sent in one step and received in the next, so faults fall
-    /// between them as they do between a statement and its reply.
-    fileprivate func stepGroup(_ group: inout LeaseGroup, awaiting: (phase: LeaseGroup.Phase, members: [Int])?, rest: [SplitKey], in world: Simulation) {
-        let keys = group.keys
-        do {
-            if let awaiting {
-                try receiveGroup(awaiting.phase, awaiting.members, group: &group, in: world)
-                world.trace("relay \(name) group \(keys): received \(awaiting.phase) of \(awaiting.members)")
-                phase = .grouping(group: group, awaiting: nil, rest: rest)
-                return
+    /// One step of the groups in flight, as the daemon's driver carries them out: a phase for all
+    /// the members of one group at once (one statement, or one Redis pipeline with one WAIT). Up to
+    /// two groups are in flight; either may take the next step, except that a statement is sent
+    /// only while no other group awaits one on the session (as the daemon sends one group's
+    /// statement, carries out the other's Redis step or plan, then receives). The combined fetch,
+    /// mark and dead-letter statements are sent in one step and received in a later one, so faults
+    /// fall between them as between a statement and its reply.
+    fileprivate func stepGroups(_ flights: [GroupFlight], waiting: [[SplitKey]], again: [SplitKey], rest: [SplitKey], in world: Simulation) {
+        var flights = flights
+        var waiting = waiting
+        var again = again
+        while flights.count < 2, !waiting.isEmpty {
+            flights.append(GroupFlight(group: LeaseGroup(
+                keys: waiting.removeFirst(), batchSize: batchSize,
+                deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table")))
+        }
+        guard !flights.isEmpty else {
+            // Keys with rows left are leased alone next, as the daemon does.
+            phase = .passing(keys: again + rest)
+            return
+        }
+        for index in flights.indices where flights[index].step == nil && flights[index].awaiting == nil {
+            flights[index].step = flights[index].group.nextStep()
+        }
+        if let index = flights.firstIndex(where: { if case .finished = $0.step { true } else { false } }),
+            case .finished(let outcomes) = flights[index].step
+        {
+            world.trace("relay \(name) group \(flights[index].group.keys): finished")
+            for (key, outcome) in zip(flights[index].group.keys, outcomes) {
+                finished(outcome, key: key, in: world)
+                if outcome.carriedLimit != nil { again.append(key) }
             }
-            switch group.nextStep() {
-            case .finished(let outcomes):
-                world.trace("relay \(name) group \(keys): finished")
-                var again: [SplitKey] = []
-                for (key, outcome) in zip(keys, outcomes) {
-                    finished(outcome, key: key, in: world)
-                    if outcome.carriedLimit != nil { again.append(key) }
-                }
-                // Keys with rows left are leased alone next, as the daemon does.
-                phase = .passing(keys: again + rest)
-            case .abandon(let failure):
-                world.trace("relay \(name) group \(keys): abandoned: \(failure)")
-                fail("\(failure)", in: world)
-            case .perform(let step, let members):
-                world.trace("relay \(name) group \(keys): \(step) \(members.map { Self.describe(group.action(of: $0)) })")
+            flights.remove(at: index)
+            phase = .grouping(flights: flights, waiting: waiting, again: again, rest: rest)
+            return
+        }
+        if let failure = flights.lazy.compactMap({ if case .abandon(let failure) = $0.step { failure } else { nil } }).first {
+            world.trace("relay \(name) groups abandoned: \(failure)")
+            fail("\(failure)", in: world)
+            return
+        }
+        let sessionBusy = flights.contains { $0.awaiting != nil }
+        let ready = flights.indices.filter { index in
+            if flights[index].awaiting != nil { return true }
+            guard case .perform(let step, _) = flights[index].step else { return false }
+            switch step {
+            case .claim, .plan, .push, .skip, .releaseRedis: return true
+            default: return !sessionBusy
+            }
+        }
+        let index = world.random.pick(ready)
+        let keys = flights[index].group.keys
+        do {
+            if let awaiting = flights[index].awaiting {
+                try receiveGroup(awaiting.phase, awaiting.members, flight: &flights[index], in: world)
+                world.trace("relay \(name) group \(keys): received \(awaiting.phase) of \(awaiting.members)")
+                flights[index].awaiting = nil
+            } else if case .perform(let step, let members) = flights[index].step {
+                world.trace("relay \(name) group \(keys): \(step) \(members.map { Self.describe(flights[index].group.action(of: $0)) })")
+                flights[index].step = nil
                 switch step {
                 case .fetch, .mark, .deadLetter:
-                    try sendGroup(step, members, group: group, in: world)
-                    phase = .grouping(group: group, awaiting: (step, members), rest: rest)
+                    try sendGroup(step, members, group: flights[index].group, in: world)
+                    flights[index].awaiting = (step, members)
                 default:
-                    try performGroup(step, members, group: &group, in: world)
-                    phase = .grouping(group: group, awaiting: nil, rest: rest)
+                    try performGroup(step, members, flight: &flights[index], in: world)
                 }
             }
+            phase = .grouping(flights: flights, waiting: waiting, again: again, rest: rest)
         } catch {
             world.trace("relay \(name) group \(keys): failed: \(error)")
-            _ = group.failed(.serverFailed("\(error)"))
             fail("\(error)", in: world)
         }
     }
@@ -317,21 +352,21 @@ extension SimulatedRelay {
         }
     }
 
-    private func receiveGroup(_ step: LeaseGroup.Phase, _ members: [Int], group: inout LeaseGroup, in world: Simulation) throws {
+    private func receiveGroup(_ step: LeaseGroup.Phase, _ members: [Int], flight: inout GroupFlight, in world: Simulation) throws {
         guard let session else { throw PostgresModel.SessionLost() }
         switch step {
         case .fetch:
             for index in members {
-                guard case .receive(.fetch(let limit, _)) = group.action(of: index), case .rows(let rows) = try world.postgres.receive(session) else {
+                guard case .receive(.fetch(let limit, _)) = flight.group.action(of: index), case .rows(let rows) = try world.postgres.receive(session) else {
                     throw PostgresModel.SessionLost()
                 }
-                groupFetched[index] = rows.map { OutboxRow(id: $0.id, payload: $0.payload, postgresMicros: $0.postgresMicros, jid: nil) }
+                flight.fetched[index] = rows.map { OutboxRow(id: $0.id, payload: $0.payload, postgresMicros: $0.postgresMicros, jid: nil) }
                 let available = rows.count < limit ? rows.count : limit
-                group.answer(index) { $0.fetched(ids: rows.map(\.id), available: available) }
+                flight.group.answer(index) { $0.fetched(ids: rows.map(\.id), available: available) }
             }
         case .mark:
             guard case .done = try world.postgres.receive(session) else { throw PostgresModel.SessionLost() }
-            for index in members { group.answer(index) { $0.marked() } }
+            for index in members { flight.group.answer(index) { $0.marked() } }
         case .deadLetter:
             let result: LeaseMachine.DeadLettered
             switch try world.postgres.receive(session) {
@@ -339,24 +374,24 @@ extension SimulatedRelay {
             case .failed(let reason): result = .failed(reason)
             case .rows: throw PostgresModel.SessionLost()
             }
-            for index in members { group.answer(index) { $0.deadLettered(result) } }
+            for index in members { flight.group.answer(index) { $0.deadLettered(result) } }
         default:
             fatalError("\(step) is not received")
         }
     }
 
-    private func performGroup(_ step: LeaseGroup.Phase, _ members: [Int], group: inout LeaseGroup, in world: Simulation) throws {
+    private func performGroup(_ step: LeaseGroup.Phase, _ members: [Int], flight: inout GroupFlight, in world: Simulation) throws {
         guard let session else { throw PostgresModel.SessionLost() }
-        let keys = group.keys
+        let keys = flight.group.keys
         switch step {
         case .tryLease:
             // One statement: one transaction id for every lock taken.
             let xids = try world.postgres.tryLeases(session, leases: members.map { leaseKey(keys[$0]).value })
-            for (index, xid) in zip(members, xids) { group.answer(index) { $0.leaseAnswered(xid: xid) } }
+            for (index, xid) in zip(members, xids) { flight.group.answer(index) { $0.leaseAnswered(xid: xid) } }
         case .claim:
             var claims: [LeaseMachine.Claim] = []
             for index in members {
-                guard case .claim(let xid, let rewound) = group.action(of: index) else { fatalError("not a claim") }
+                guard case .claim(let xid, let rewound) = flight.group.action(of: index) else { fatalError("not a claim") }
                 let command = FencedPush.claim(sha: "", keys: fenceKeys(keys[index], in: world), xid: xid, rewound: rewound)
                 claims.append(try FencedPush.claimAnswer(try world.redisScript(.claim, command, by: self)))
             }
@@ -364,23 +399,23 @@ extension SimulatedRelay {
             if world.waitReplicas, claims.contains(where: { if case .granted = $0 { true } else { false } }), !world.redisWait() {
                 claims = claims.map { if case .granted = $0 { .unconfirmed("0 of 1 replicas") } else { $0 } }
             }
-            for (index, claim) in zip(members, claims) { group.answer(index) { $0.claimAnswered(claim) } }
+            for (index, claim) in zip(members, claims) { flight.group.answer(index) { $0.claimAnswered(claim) } }
         case .askNextTransactionID:
             for index in members {
                 let next = try world.postgres.nextTransactionID(session)
-                group.answer(index) { $0.nextTransactionID(next) }
+                flight.group.answer(index) { $0.nextTransactionID(next) }
             }
         case .plan:
             for index in members {
                 let plan = BatchPlan(
-                    rows: groupFetched.removeValue(forKey: index) ?? [], encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros,
-                    alreadyPushed: group.alreadyPushed(of: index), makeJID: { "000000000000000000000000" })
-                group.answer(index) { $0.planned(plan) }
+                    rows: flight.fetched.removeValue(forKey: index) ?? [], encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros,
+                    alreadyPushed: flight.group.alreadyPushed(of: index), makeJID: { "000000000000000000000000" })
+                flight.group.answer(index) { $0.planned(plan) }
             }
         case .push:
             var pushes: [LeaseMachine.Push] = []
             for index in members {
-                guard case .push(let plan, let fence, let record) = group.action(of: index) else { fatalError("not a push") }
+                guard case .push(let plan, let fence, let record) = flight.group.action(of: index) else { fatalError("not a push") }
                 let command = FencedPush.push(
                     sha: "", keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
                 pushes.append(try FencedPush.pushAnswer(try world.redisScript(.push, command, by: self)))
@@ -388,23 +423,23 @@ extension SimulatedRelay {
             if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
                 pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
             }
-            for (index, push) in zip(members, pushes) { group.answer(index) { $0.pushAnswered(push) } }
+            for (index, push) in zip(members, pushes) { flight.group.answer(index) { $0.pushAnswered(push) } }
         case .skip:
             for index in members {
-                guard case .skip(let rejections, _) = group.action(of: index) else { fatalError("not a skip") }
+                guard case .skip(let rejections, _) = flight.group.action(of: index) else { fatalError("not a skip") }
                 skipped[keys[index], default: []].formUnion(rejections.map(\.id))
-                group.answer(index) { $0.skipped() }
+                flight.group.answer(index) { $0.skipped() }
             }
         case .releaseRedis:
             for index in members {
-                guard case .releaseRedis(let fence, let remaining) = group.action(of: index) else { fatalError("not a release") }
+                guard case .releaseRedis(let fence, let remaining) = flight.group.action(of: index) else { fatalError("not a release") }
                 let command = FencedPush.release(sha: "", keys: fenceKeys(keys[index], in: world), fence: fence, remaining: remaining)
                 if case .error(let message) = try world.redisScript(.release, command, by: self) { throw Simulation.ScriptFailed(message: message) }
             }
-            for index in members { group.answer(index) { $0.redisReleased() } }
+            for index in members { flight.group.answer(index) { $0.redisReleased() } }
         case .releaseLease:
             for index in members { try world.postgres.releaseLease(session, lease: leaseKey(keys[index]).value) }
-            for index in members { group.answer(index) { $0.leaseReleased() } }
+            for index in members { flight.group.answer(index) { $0.leaseReleased() } }
         case .fetch, .mark, .deadLetter:
             fatalError("\(step) is sent, then received")
         }
