@@ -60,10 +60,12 @@ public struct RecordedRows: Sendable, Equatable, ExpressibleByArrayLiteral {
     public var text: [UInt8] {
         var text: [UInt8] = []
         text.reserveCapacity(stamps.count * 24)
-        for (position, id) in stamps.keys.sorted().enumerated() {
+        // The entries are sorted whole, so no stamp is looked up again by its id.
+        var entries = Array(stamps)
+        entries.sort { $0.key < $1.key }
+        for (position, (id, stamp)) in entries.enumerated() {
             if position > 0 { text.append(UInt8(ascii: ",")) }
             Self.appendDecimal(id, to: &text)
-            let stamp = stamps[id]!
             if stamp != Self.anyRow {
                 text.append(UInt8(ascii: "@"))
                 Self.appendDecimal(stamp, to: &text)
