@@ -224,27 +224,33 @@ private struct Parser {
     }
 
     /// Skips the bytes from `index` that the string loop would take one by one as plain ASCII
-    /// (0x20...0x7F except the quote and the backslash), eight at a time while a whole word of them is, so a
-    /// long string costs a few operations per word. It stops at the first word holding anything
-    /// else (or fewer than eight bytes before the end), which the loop then reads byte by byte;
-    /// so it accepts and refuses exactly what the loop alone would.
+    /// (0x20...0x7F except the quote and the backslash), a word of eight at a time, so a long
+    /// string costs a few operations per word. It stops at the first word holding anything else
+    /// (or fewer than eight bytes before the end), which the loop then reads byte by byte; so it
+    /// accepts and refuses exactly what the loop alone would.
     mutating func skipPlainStringBytes() {
         guard let base = bytes.baseAddress else { return }
-        let ones: UInt64 = 0x0101_0101_0101_0101
-        let highs: UInt64 = 0x8080_8080_8080_8080
-        while index + 8 <= bytes.count {
-            let word = UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)
-            // Each term has some byte's high bit set exactly when some byte of the word is
-            // non-ASCII, below 0x20, a quote (0x22) or a backslash (0x5C): a borrow can only mark
-            // bytes above a true match, so no high bit set means no byte matches.
-            let quote = word ^ (ones &* 0x22)
-            let backslash = word ^ (ones &* 0x5C)
-            let nonASCII = word
-            let control = (word &- ones &* 0x20) & ~word
-            let special = nonASCII | control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
-            if special & highs != 0 { return }
+        func word(_ offset: Int) -> UInt64 { UnsafeRawPointer(base + offset).loadUnaligned(as: UInt64.self) }
+        // Two words at a time while both are plain, then the last plain word alone.
+        while index + 16 <= bytes.count, Self.specialBytes(word(index)) | Self.specialBytes(word(index + 8)) == 0 {
+            index += 16
+        }
+        while index + 8 <= bytes.count, Self.specialBytes(word(index)) == 0 {
             index += 8
         }
+    }
+
+    /// Nonzero exactly when some byte of `word` is non-ASCII, below 0x20, a quote (0x22) or a
+    /// backslash (0x5C). Each term sets a byte's high bit where that byte matches; a borrow can
+    /// only mark bytes above a true match, so no high bit set means no byte matches.
+    static func specialBytes(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let nonASCII = word
+        let control = (word &- ones &* 0x20) & ~word
+        let special = nonASCII | control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+        return special & (ones &* 0x80)
     }
 
     /// Parses one escape sequence at `index` (its backslash) and returns the character it stands for.
