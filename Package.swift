@@ -20,6 +20,8 @@ let package = Package(
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // glibc's mallopt, which its Glibc module leaves out.
+        .systemLibrary(name: "CMalloc"),
 
         // Relay core: plain Swift values and decisions, no C and no sockets.
         .target(
@@ -29,7 +31,7 @@ let package = Package(
         // Adapters: the only code that touches libpq, hiredis or libsystemd.
         .target(
             name: "OutboxRelayIO",
-            dependencies: ["OutboxRelay", "CLibPQ", "CHiredis", "CSystemd", "COpenSSL"]
+            dependencies: ["OutboxRelay", "CLibPQ", "CHiredis", "CSystemd", "COpenSSL", "CMalloc"]
         ),
         // The daemon: run loop, connections' lifecycle, graceful shutdown.
         .target(

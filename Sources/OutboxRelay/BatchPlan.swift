@@ -43,6 +43,7 @@ public struct BatchPlan: Sendable, Equatable {
         var queued: [QueuedJobs] = []
         // Queue names are bytes: Swift's String equality would merge `café` in NFC and NFD.
         var queueIndex: [[UInt8]: Int] = [:]
+        var lastQueue: Int?
         var scheduled: [(score: String, json: [UInt8])] = []
         var pushedIDs: [Int64] = []
         var pushedRows: RecordedRows = []
@@ -67,11 +68,18 @@ public struct BatchPlan: Sendable, Equatable {
             pushedRows.insert(row)
             switch job.placement {
             case .immediate:
+                // Rows in a row mostly share a queue: the previous row's is tried first.
+                if let last = lastQueue, queued[last].queue.hasSameBytes(as: job.queue) {
+                    queued[last].jobs.append(job.json)
+                    continue
+                }
                 let name = Array(job.queue.utf8)
                 if let index = queueIndex[name] {
                     queued[index].jobs.append(job.json)
+                    lastQueue = index
                 } else {
                     queueIndex[name] = queued.count
+                    lastQueue = queued.count
                     queued.append(QueuedJobs(queue: job.queue, jobs: [job.json]))
                 }
             case .scheduled(let score):

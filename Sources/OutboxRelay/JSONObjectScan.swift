@@ -52,7 +52,7 @@ public struct JSONObjectScan: Sendable {
     /// The last member with this key, as JSON parsers that keep the last duplicate see it. Keys
     /// are compared as bytes, as Ruby's Hash does: `"caf\u00e9"` and `"cafe\u0301"` are two keys.
     public func member(_ key: String) -> Member? {
-        members.last { $0.key.utf8.elementsEqual(key.utf8) }
+        members.last { $0.key.hasSameBytes(as: key) }
     }
 
     /// The member's value decoded as a string, or `nil` when it is not a JSON string.
@@ -197,6 +197,7 @@ private struct Parser {
         var decoded: [UInt8] = []
         var runStart = index
         while true {
+            skipPlainStringBytes()
             guard index < bytes.count else { throw fail("unterminated string") }
             let byte = bytes[index]
             switch byte {
@@ -220,6 +221,36 @@ private struct Parser {
                 try skipUTF8Sequence()
             }
         }
+    }
+
+    /// Skips the bytes from `index` that the string loop would take one by one as plain ASCII
+    /// (0x20...0x7F except the quote and the backslash), a word of eight at a time, so a long
+    /// string costs a few operations per word. It stops at the first word holding anything else
+    /// (or fewer than eight bytes before the end), which the loop then reads byte by byte; so it
+    /// accepts and refuses exactly what the loop alone would.
+    mutating func skipPlainStringBytes() {
+        guard let base = bytes.baseAddress else { return }
+        func word(_ offset: Int) -> UInt64 { UnsafeRawPointer(base + offset).loadUnaligned(as: UInt64.self) }
+        // Two words at a time while both are plain, then the last plain word alone.
+        while index + 16 <= bytes.count, Self.specialBytes(word(index)) | Self.specialBytes(word(index + 8)) == 0 {
+            index += 16
+        }
+        while index + 8 <= bytes.count, Self.specialBytes(word(index)) == 0 {
+            index += 8
+        }
+    }
+
+    /// Nonzero exactly when some byte of `word` is non-ASCII, below 0x20, a quote (0x22) or a
+    /// backslash (0x5C). Each term sets a byte's high bit where that byte matches; a borrow can
+    /// only mark bytes above a true match, so no high bit set means no byte matches.
+    static func specialBytes(_ word: UInt64) -> UInt64 {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let nonASCII = word
+        let control = (word &- ones &* 0x20) & ~word
+        let special = nonASCII | control | ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash)
+        return special & (ones &* 0x80)
     }
 
     /// Parses one escape sequence at `index` (its backslash) and returns the character it stands for.

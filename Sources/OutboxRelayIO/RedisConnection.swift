@@ -11,6 +11,10 @@ public final class RedisConnection {
     private let transport: any RedisTransport
     private let reader: UnsafeMutablePointer<redisReader>
     private let endpoint: RedisEndpoint
+    /// Where commands are encoded before they are written, kept from one call to the next.
+    private var staging: [UInt8] = []
+    /// Where replies are read into before hiredis's reader takes them.
+    private var readChunk = [UInt8](repeating: 0, count: 64 * 1024)
     /// Set once an I/O error left the connection in an unknown state; it must then be replaced.
     public private(set) var isBroken = false
 
@@ -83,44 +87,143 @@ public final class RedisConnection {
         }
     }
 
-    /// Writes the commands in the Redis protocol through a 64 KB staging buffer; a large argument
-    /// (a job's JSON) goes straight from its own storage, so a batch is never copied whole.
+    /// Writes the commands in the Redis protocol. Headers and small arguments are encoded into the
+    /// connection's staging buffer; an argument of ``gatheredBytes`` or more (a job's JSON) is not
+    /// copied there but written from its own storage, next to the staged bytes, by one gathering
+    /// write of up to ``gatheredPerWrite`` such arguments (`sendmsg`); so each job's bytes are
+    /// copied once more only by the kernel. The buffer is kept from one call to the next.
     private func write(_ commands: [RedisCommand]) throws(SocketError) {
-        var staging: [UInt8] = []
-        staging.reserveCapacity(64 * 1024)
+        staging.removeAll(keepingCapacity: true)
+        var segments: [Segment] = []
+        var stagedFrom = 0
+        var gathered = 0
+        func closeStaged() {
+            if staging.count > stagedFrom { segments.append(.staged(stagedFrom..<staging.count)) }
+            stagedFrom = staging.count
+        }
         for command in commands {
-            staging.append(contentsOf: "*\(command.arguments.count)\r\n".utf8)
+            appendHeader(UInt8(ascii: "*"), command.arguments.count)
             for argument in command.arguments {
-                staging.append(contentsOf: "$\(argument.count)\r\n".utf8)
-                if argument.count > 16 * 1024 {
-                    try writeAll(staging)
-                    staging.removeAll(keepingCapacity: true)
-                    try writeAll(argument)
+                appendHeader(UInt8(ascii: "$"), argument.count)
+                if argument.count >= Self.gatheredBytes {
+                    closeStaged()
+                    segments.append(.argument(argument))
+                    gathered += 1
                 } else {
                     staging.append(contentsOf: argument)
                 }
-                staging.append(contentsOf: [0x0D, 0x0A])
-                if staging.count >= 48 * 1024 {
-                    try writeAll(staging)
+                staging.append(0x0D)
+                staging.append(0x0A)
+                if gathered >= Self.gatheredPerWrite || staging.count >= Self.writeChunkBytes {
+                    closeStaged()
+                    try write(segments)
+                    segments.removeAll(keepingCapacity: true)
                     staging.removeAll(keepingCapacity: true)
+                    stagedFrom = 0
+                    gathered = 0
                 }
             }
         }
-        try writeAll(staging)
+        closeStaged()
+        try write(segments)
+        // A rare huge command's buffer is not kept.
+        if staging.capacity > 2 * Self.writeChunkBytes { staging = [] }
+        staging.removeAll(keepingCapacity: true)
     }
 
-    private func writeAll(_ bytes: [UInt8]) throws(SocketError) {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { raw in
-                Result { () throws(SocketError) in try transport.write(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
+    /// A piece of the bytes to write: a range of the staging buffer, or an argument's own bytes.
+    private enum Segment {
+        case staged(Range<Int>)
+        case argument([UInt8])
+    }
+
+    /// Arguments this long are written from their own storage rather than copied.
+    private static let gatheredBytes = 1024
+    /// At most this many such arguments go into one gathering write.
+    private static let gatheredPerWrite = 128
+    /// How much the staging buffer gathers before it is written.
+    private static let writeChunkBytes = 256 * 1024
+
+    /// Writes `segments` in order, whole.
+    private func write(_ segments: [Segment]) throws(SocketError) {
+        guard !segments.isEmpty else { return }
+        let arguments = segments.compactMap { segment -> [UInt8]? in
+            if case .argument(let bytes) = segment { return bytes }
+            return nil
+        }
+        var pinned: [UnsafeRawBufferPointer] = []
+        pinned.reserveCapacity(arguments.count)
+        let result = staging.withUnsafeBytes { staged in
+            Self.withStorage(of: arguments[...], pinned: &pinned) { storage in
+                var vectors: [iovec] = []
+                vectors.reserveCapacity(segments.count)
+                var next = 0
+                for segment in segments {
+                    let bytes: UnsafeRawBufferPointer
+                    switch segment {
+                    case .staged(let range): bytes = UnsafeRawBufferPointer(rebasing: staged[range])
+                    case .argument:
+                        bytes = storage[next]
+                        next += 1
+                    }
+                    vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+                }
+                return Result { () throws(SocketError) in try writeAll(&vectors) }
             }
-            offset += try written.get()
+        }
+        try result.get()
+    }
+
+    /// Calls `body` with the storage of every one of `arguments`, all valid during the call: each
+    /// array lends its storage for a closure only, so the closures nest, one per argument
+    /// (at most ``gatheredPerWrite`` deep).
+    private static func withStorage(
+        of arguments: ArraySlice<[UInt8]>, pinned: inout [UnsafeRawBufferPointer],
+        _ body: ([UnsafeRawBufferPointer]) -> Result<Void, SocketError>
+    ) -> Result<Void, SocketError> {
+        guard let first = arguments.first else { return body(pinned) }
+        return first.withUnsafeBytes { storage in
+            pinned.append(storage)
+            return withStorage(of: arguments.dropFirst(), pinned: &pinned, body)
         }
     }
 
+    /// Writes all of `vectors`, again and again after partial writes.
+    private func writeAll(_ vectors: inout [iovec]) throws(SocketError) {
+        var first = 0
+        while first < vectors.count {
+            var written = try vectors[first...].withUnsafeBufferPointer { buffer in
+                Result { () throws(SocketError) in try transport.write(gathering: buffer) }
+            }.get()
+            while written > 0, first < vectors.count {
+                if written >= vectors[first].iov_len {
+                    written -= vectors[first].iov_len
+                    first += 1
+                } else {
+                    vectors[first].iov_base += written
+                    vectors[first].iov_len -= written
+                    written = 0
+                }
+            }
+        }
+    }
+
+    /// Appends `*<count>\r\n` or `$<count>\r\n`, digit by digit.
+    private func appendHeader(_ marker: UInt8, _ count: Int) {
+        staging.append(marker)
+        var divisor = 1
+        while divisor <= count / 10 { divisor *= 10 }
+        var rest = count
+        while divisor > 0 {
+            staging.append(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
+        staging.append(0x0D)
+        staging.append(0x0A)
+    }
+
     private func readReply() throws(SocketError) -> RedisReply {
-        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             var raw: UnsafeMutableRawPointer?
             guard redisReaderGetReply(reader, &raw) == REDIS_OK else {
@@ -131,11 +234,11 @@ public final class RedisConnection {
                 defer { freeReplyObject(raw) }
                 return RedisReply(copying: raw.assumingMemoryBound(to: redisReply.self))
             }
-            let count = try chunk.withUnsafeMutableBytes { buffer in
+            let count = try readChunk.withUnsafeMutableBytes { buffer in
                 Result { () throws(SocketError) in try transport.read(buffer) }
             }.get()
             if count == 0 { throw SocketError(message: "Redis closed the connection") }
-            let fed = chunk.withUnsafeBytes { redisReaderFeed(reader, $0.baseAddress!.assumingMemoryBound(to: CChar.self), count) }
+            let fed = readChunk.withUnsafeBytes { redisReaderFeed(reader, $0.baseAddress!.assumingMemoryBound(to: CChar.self), count) }
             guard fed == REDIS_OK else { throw SocketError(message: "protocol error while reading a reply") }
         }
     }

@@ -7,6 +7,8 @@ import OutboxRelay
 protocol RedisTransport: AnyObject {
     /// Writes some of `bytes`; returns how many.
     func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int
+    /// Writes some of the bytes of `vectors`, in order, as if they were one buffer; returns how many.
+    func write(gathering vectors: UnsafeBufferPointer<iovec>) throws(SocketError) -> Int
     /// Reads into `buffer`; returns how many bytes, 0 when the peer closed the connection.
     func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int
 }
@@ -21,6 +23,18 @@ final class PlainTransport: RedisTransport {
     func write(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> Int {
         while true {
             let written = Glibc.send(socket, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL))
+            if written >= 0 { return written }
+            if errno != EINTR { throw SocketError.fromErrno("write") }
+        }
+    }
+
+    /// One `sendmsg`: `writev` with `MSG_NOSIGNAL`, so a closed connection is EPIPE, not SIGPIPE.
+    func write(gathering vectors: UnsafeBufferPointer<iovec>) throws(SocketError) -> Int {
+        var message = msghdr()
+        message.msg_iov = UnsafeMutablePointer(mutating: vectors.baseAddress)
+        message.msg_iovlen = vectors.count
+        while true {
+            let written = sendmsg(socket, &message, Int32(MSG_NOSIGNAL))
             if written >= 0 { return written }
             if errno != EINTR { throw SocketError.fromErrno("write") }
         }
@@ -45,6 +59,8 @@ final class PlainTransport: RedisTransport {
 final class TLSTransport: RedisTransport {
     private let context: OpaquePointer
     private let ssl: OpaquePointer
+    /// Where ``write(gathering:)`` puts small pieces together; kept from one write to the next.
+    private var gathering: [UInt8] = []
 
     init(socket: Int32, host: String, settings: RedisTLS) throws(SocketError) {
         guard let context = SSL_CTX_new(TLS_client_method()) else { throw SocketError(message: "OpenSSL could not create a context") }
@@ -109,6 +125,21 @@ final class TLSTransport: RedisTransport {
         let written = SIGPIPEGuard.run { SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count)) }
         if written > 0 { return Int(written) }
         throw error(for: written, "write")
+    }
+
+    /// TLS encrypts into records of its own: a large first piece is written as it is, smaller
+    /// ones are gathered into one buffer of up to 64 KB first, so a short header is not a record.
+    func write(gathering vectors: UnsafeBufferPointer<iovec>) throws(SocketError) -> Int {
+        guard let first = vectors.first else { return 0 }
+        if first.iov_len >= 16 * 1024 { return try write(UnsafeRawBufferPointer(start: first.iov_base, count: first.iov_len)) }
+        gathering.removeAll(keepingCapacity: true)
+        for vector in vectors {
+            let take = min(vector.iov_len, 64 * 1024 - gathering.count)
+            guard take > 0 else { break }
+            gathering.append(contentsOf: UnsafeRawBufferPointer(start: vector.iov_base, count: take))
+        }
+        // SSL_write writes all of a buffer or fails (partial writes are not enabled).
+        return try gathering.withUnsafeBytes { bytes in Result { () throws(SocketError) in try write(bytes) } }.get()
     }
 
     func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int {

@@ -124,6 +124,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         OtherSignals.ignore()
+        MallocTuning.keepFreedMemoryForReuse()
         let connection = try connection.resolved()
         var configuration = RelayConfiguration(
             databaseURL: connection.databaseURL, redis: connection.redis, layout: outbox.schema, table: try outbox.tableName(),

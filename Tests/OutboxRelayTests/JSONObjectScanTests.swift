@@ -174,4 +174,65 @@ import Testing
             #expect(throws: JSONScanError.self) { try JSONObjectScan(Array(document[..<length])) }
         }
     }
+
+    // MARK: the word-at-a-time skip over plain string bytes
+
+    /// `{"a":"` + `prefix` plain bytes + `inner` + `suffix` plain bytes + `"}`: with the prefix
+    /// running from 0 to 20 bytes, `inner` falls at every offset within a word, and the string
+    /// crosses word boundaries before and after it.
+    func plainString(prefix: Int, _ inner: [UInt8], suffix: Int = 11) -> [UInt8] {
+        let plain = Array("abcdefghij klmnopqrstuvwxyz~\u{7F}ABCDEFGH".utf8)
+        return Array(#"{"a":""#.utf8) + plain.prefix(prefix) + inner + plain.prefix(suffix) + Array(#""}"#.utf8)
+    }
+
+    @Test func decodesLongPlainStringsExactly() throws {
+        for length in 0...80 {
+            let text = String(repeating: "x !~/\u{7F}0aZ", count: 10).prefix(length)
+            let result = try JSONObjectScan(Array(#"{"a":""#.utf8) + Array(text.utf8) + Array(#"","b":1}"#.utf8))
+            #expect(result.string(try #require(result.member("a"))) == String(text))
+            #expect(result.member("b")?.valueRange == (6 + text.utf8.count + 6)..<(6 + text.utf8.count + 7))
+        }
+    }
+
+    @Test(arguments: 0...20)
+    func findsEscapesAndUTF8AtEveryOffset(prefix: Int) throws {
+        for (inner, decoded) in [
+            (#"\""#, "\""), (#"\\"#, "\\"), (#"\/"#, "/"), (#"\n"#, "\n"), (#"\u0041"#, "A"),
+            (#"\ud83d\ude00"#, "😀"), ("é", "é"), ("€", "€"), ("😀", "😀"),
+        ] {
+            let bytes = plainString(prefix: prefix, Array(inner.utf8))
+            let result = try JSONObjectScan(bytes)
+            let plain = String(decoding: bytes[6..<(6 + prefix)], as: UTF8.self)
+            let after = String(decoding: bytes[(6 + prefix + inner.utf8.count)..<(bytes.count - 2)], as: UTF8.self)
+            #expect(result.string(try #require(result.member("a"))) == plain + decoded + after)
+        }
+    }
+
+    @Test(arguments: 0...20)
+    func refusesControlCharactersAndBadUTF8AtEveryOffset(prefix: Int) {
+        for control in UInt8(0)..<0x20 {
+            #expect(throws: JSONScanError(message: "control character in a string", offset: 6 + prefix)) {
+                try JSONObjectScan(plainString(prefix: prefix, [control]))
+            }
+        }
+        for bad: [UInt8] in [[0xFF], [0x80], [0xC3, 0x28], [0xED, 0xA0, 0x80]] {
+            #expect(throws: JSONScanError(message: "invalid UTF-8", offset: 6 + prefix)) {
+                try JSONObjectScan(plainString(prefix: prefix, bad))
+            }
+        }
+    }
+
+    @Test(arguments: 0...20)
+    func endsTheStringAtAQuoteAtEveryOffset(prefix: Int) throws {
+        let bytes = plainString(prefix: prefix, Array(#"","b":"x"#.utf8))
+        let result = try JSONObjectScan(bytes)
+        #expect(result.member("a")?.valueRange == 5..<(7 + prefix))
+        #expect(result.members.map(\.key) == ["a", "b"])
+    }
+
+    @Test(arguments: 0...20)
+    func refusesAStringThatRunsToTheEnd(length: Int) {
+        let bytes = Array(#"{"a":""#.utf8) + Array(repeating: UInt8(ascii: "x"), count: length)
+        #expect(throws: JSONScanError(message: "unterminated string", offset: bytes.count)) { try JSONObjectScan(bytes) }
+    }
 }
