@@ -3,16 +3,24 @@ import OutboxRelay
 import OutboxRelayIO
 
 /// Drives ``LeaseGroup``s: one batch of each of many split keys, every step carried out for all
-/// the keys of a group waiting in it with one statement or one Redis pipeline. Two groups are in
-/// flight, so that PostgreSQL runs one group's statement while Redis runs the other's scripts
-/// (or the relay plans its batches). The groups decide; this only performs, as
-/// ``LeaseRun/run(_:skipped:tempos:)`` does for one key.
+/// the keys of a group waiting in it with one statement or one Redis pipeline. Several groups are
+/// in flight: each group's statement goes down the PostgreSQL pipeline as soon as the group is
+/// ready for it, and while PostgreSQL works through them this process carries out the other
+/// groups' Redis pipelines and plans, so neither server waits for the other. The groups decide;
+/// this only performs, as ``LeaseRun/run(_:skipped:tempos:)`` does for one key.
 extension LeaseRun {
     /// Relays the first batch of each of `keys` (named keys without skipped rows) in groups of
     /// `groupSize`; keys leased elsewhere are passed over. Outcomes in the order of `keys` (not
     /// leased for keys a stop left untouched).
     func runGroups(_ keys: [SplitKey], groupSize: Int, skipped: inout SkippedRows, tempos: inout [SplitKey: Int]) throws -> [Outcome] {
         let deadLetterProblem = try deadLetterProblem()
+        // Statements sent while the pipeline holds others must be prepared before.
+        let queries = configuration.queries
+        for statement in [
+            queries.tryLeases([]), queries.fetchFirstBatches([], limits: [], maxBytes: 1), queries.markEnqueued([]), queries.releaseLeases([]),
+        ] {
+            try postgres.prepareAhead(statement)
+        }
         let chunks = stride(from: 0, to: keys.count, by: groupSize).map { Array(keys[$0..<min(keys.count, $0 + groupSize)]) }
         var waiting = chunks.indices[...]
         var flights: [GroupFlight] = []
@@ -25,12 +33,14 @@ extension LeaseRun {
             let held = flights.flatMap { flight in flight.locked.map { flight.leases[$0] } }
             if !held.isEmpty, postgres.isHealthy { _ = try? postgres.query(configuration.queries.releaseLeases(held)) }
         }
+        // Chunks whose flight has a statement in the pipeline, oldest first: results come in this order.
+        var sent: [Int] = []
         while true {
             if stop.isStopRequested {
                 waiting = waiting[waiting.endIndex...]
                 for index in flights.indices { flights[index].group.requestStop() }
             }
-            while flights.count < 2, let chunk = waiting.popFirst() {
+            while flights.count < Self.flightsInAir, let chunk = waiting.popFirst() {
                 flights.append(GroupFlight(chunks[chunk], chunk: chunk, run: self, deadLetterProblem: deadLetterProblem))
             }
             guard !flights.isEmpty else { break }
@@ -50,15 +60,22 @@ extension LeaseRun {
                     index += 1
                 }
             }
-            // The next group starts before a step runs, so that two are in flight again.
+            // The next group starts before a step runs.
             if anyFinished { continue }
             do {
-                // PostgreSQL works on one flight's statement while this process works on the other's step.
-                if flights.count == 2, let (sent, other) = overlapping(flights[0].step, flights[1].step) {
-                    try flights[sent].sendPostgres(self)
-                    try flights[other].perform(self, skipped: &skipped)
-                    try flights[sent].receivePostgres(self)
+                // Every statement that is ready goes down the pipeline now.
+                for index in flights.indices where !flights[index].isSent && flights[index].waitsForStatement {
+                    try flights[index].sendPostgres(self)
+                    sent.append(flights[index].chunk)
+                }
+                if let index = flights.firstIndex(where: { $0.waitsForRedisOrPlan }) {
+                    // PostgreSQL works through the pipeline meanwhile.
+                    try flights[index].perform(self, skipped: &skipped)
+                } else if let oldest = sent.first, let index = flights.firstIndex(where: { $0.chunk == oldest }) {
+                    sent.removeFirst()
+                    try flights[index].receivePostgres(self)
                 } else {
+                    // Asking for the next transaction id, with nothing in the pipeline.
                     try flights[0].perform(self, skipped: &skipped)
                 }
             } catch {
@@ -74,14 +91,9 @@ extension LeaseRun {
         return chunks.indices.flatMap { outcomes[$0] ?? Array(repeating: untouched, count: chunks[$0].count) }
     }
 
-    /// Which of two steps to send to PostgreSQL while the other is carried out here: a statement
-    /// of one flight beside a Redis pipeline or a plan of the other.
-    private func overlapping(_ first: LeaseGroup.Step?, _ second: LeaseGroup.Step?) -> (sent: Int, other: Int)? {
-        guard case .perform(let a, _) = first, case .perform(let b, _) = second else { return nil }
-        if GroupFlight.isStatement(a) && !GroupFlight.isPostgres(b) { return (0, 1) }
-        if GroupFlight.isStatement(b) && !GroupFlight.isPostgres(a) { return (1, 0) }
-        return nil
-    }
+    /// Groups in flight at once: enough that PostgreSQL always has a statement queued while this
+    /// process works on another group's Redis step or plan.
+    static let flightsInAir = 3
 
     private func report(_ outcomes: [Outcome], keys: [SplitKey], started: Int64, tempos: inout [SplitKey: Int]) {
         for (key, outcome) in zip(keys, outcomes) {
@@ -111,6 +123,8 @@ struct GroupFlight {
     let chunk: Int
     /// The step to carry out next; nil once carried out.
     private(set) var step: LeaseGroup.Step?
+    /// Whether the step's statement is in the pipeline, its result not received yet.
+    private(set) var isSent = false
 
     init(_ keys: [SplitKey], chunk: Int, run: LeaseRun, deadLetterProblem: String?) {
         self.chunk = chunk
@@ -136,8 +150,16 @@ struct GroupFlight {
         }
     }
 
-    static func isPostgres(_ phase: LeaseGroup.Phase) -> Bool {
-        isStatement(phase) || phase == .askNextTransactionID
+    /// Whether the step is a statement (sent or not).
+    var waitsForStatement: Bool {
+        guard case .perform(let phase, _) = step else { return false }
+        return Self.isStatement(phase)
+    }
+
+    /// Whether the step is carried out here without PostgreSQL: a Redis pipeline, a plan, a skip.
+    var waitsForRedisOrPlan: Bool {
+        guard case .perform(let phase, _) = step else { return false }
+        return !Self.isStatement(phase) && phase != .askNextTransactionID
     }
 
     /// Carries out the step, waiting for its answer.
@@ -154,7 +176,7 @@ struct GroupFlight {
     // The steps read the members' actions, which the group set for exactly this phase.
 
     /// Sends the step's statement down the pipeline without waiting.
-    func sendPostgres(_ run: LeaseRun) throws {
+    mutating func sendPostgres(_ run: LeaseRun) throws {
         guard case .perform(let phase, let members) = step else { return }
         let queries = run.configuration.queries
         let keys = group.keys
@@ -176,12 +198,14 @@ struct GroupFlight {
             preconditionFailure("\(phase) is not a statement")
         }
         try run.postgres.send([statement], binary: true)
+        isSent = true
     }
 
     /// Receives the result of the statement ``sendPostgres(_:)`` sent, and answers the members.
     mutating func receivePostgres(_ run: LeaseRun) throws {
         guard case .perform(let phase, let members) = step else { return }
         step = nil
+        isSent = false
         let keys = group.keys
         switch phase {
         case .tryLease:

@@ -242,6 +242,8 @@ struct GroupFlight {
     var group: LeaseGroup
     var step: LeaseGroup.Step?
     var awaiting: (phase: LeaseGroup.Phase, members: [Int])?
+    /// When the awaited statement was sent: results come in the order sent.
+    var sentAt: Int?
     /// The rows each member fetched, until the group asks for their plan.
     var fetched: [Int: [OutboxRow]] = [:]
 }
@@ -249,16 +251,16 @@ struct GroupFlight {
 extension SimulatedRelay {
     /// One step of the groups in flight, as the daemon's driver carries them out: a phase for all
     /// the members of one group at once (one statement, or one Redis pipeline with one WAIT). Up to
-    /// two groups are in flight; either may take the next step, except that a statement is sent
-    /// only while no other group awaits one on the session (as the daemon sends one group's
-    /// statement, carries out the other's Redis step or plan, then receives). The combined fetch,
-    /// mark and dead-letter statements are sent in one step and received in a later one, so faults
-    /// fall between them as between a statement and its reply.
+    /// three groups are in flight and any may take the next step: a group sends its statement down
+    /// the session's pipeline whenever it is ready (however many others are in it), results are
+    /// received in the order sent, and asking for the next transaction id waits for an empty
+    /// pipeline. The combined fetch, mark and dead-letter statements are sent in one step and
+    /// received in a later one, so faults fall between them as between a statement and its reply.
     fileprivate func stepGroups(_ flights: [GroupFlight], waiting: [[SplitKey]], again: [SplitKey], rest: [SplitKey], in world: Simulation) {
         var flights = flights
         var waiting = waiting
         var again = again
-        while flights.count < 2, !waiting.isEmpty {
+        while flights.count < 3, !waiting.isEmpty {
             flights.append(GroupFlight(group: LeaseGroup(
                 keys: waiting.removeFirst(), batchSize: batchSize,
                 deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table")))
@@ -288,14 +290,11 @@ extension SimulatedRelay {
             fail("\(failure)", in: world)
             return
         }
-        let sessionBusy = flights.contains { $0.awaiting != nil }
+        let oldestSent = flights.compactMap(\.sentAt).min()
         let ready = flights.indices.filter { index in
-            if flights[index].awaiting != nil { return true }
+            if let sentAt = flights[index].sentAt { return sentAt == oldestSent }
             guard case .perform(let step, _) = flights[index].step else { return false }
-            switch step {
-            case .claim, .plan, .push, .skip, .releaseRedis: return true
-            default: return !sessionBusy
-            }
+            return step != .askNextTransactionID || oldestSent == nil
         }
         let index = world.random.pick(ready)
         let keys = flights[index].group.keys
@@ -304,6 +303,7 @@ extension SimulatedRelay {
                 try receiveGroup(awaiting.phase, awaiting.members, flight: &flights[index], in: world)
                 world.trace("relay \(name) group \(keys): received \(awaiting.phase) of \(awaiting.members)")
                 flights[index].awaiting = nil
+                flights[index].sentAt = nil
             } else if case .perform(let step, let members) = flights[index].step {
                 world.trace("relay \(name) group \(keys): \(step) \(members.map { Self.describe(flights[index].group.action(of: $0)) })")
                 flights[index].step = nil
@@ -311,6 +311,7 @@ extension SimulatedRelay {
                 case .fetch, .mark, .deadLetter:
                     try sendGroup(step, members, group: flights[index].group, in: world)
                     flights[index].awaiting = (step, members)
+                    flights[index].sentAt = world.now
                 default:
                     try performGroup(step, members, flight: &flights[index], in: world)
                 }
