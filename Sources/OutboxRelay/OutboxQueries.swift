@@ -75,6 +75,20 @@ public struct OutboxQueries: Sendable {
             """, [format])
     }
 
+    /// The split keys of the first `rows` pending rows in the pending-rows index, in key order
+    /// (NULL last), each row with the number of rows scanned: fewer than `rows` means these are all
+    /// the keys with pending rows. When the pending rows are few and their keys many, this costs a
+    /// fraction of ``discoverKeys`` (one index entry per row against one probe per key).
+    public func discoverKeys(scanningAtMost rows: Int) -> SQLStatement {
+        SQLStatement(
+            name: "outbox_discover_page",
+            """
+            WITH page AS MATERIALIZED (SELECT split_key FROM \(table.quoted) WHERE format = $1 AND enqueued_at IS NULL \
+            ORDER BY format, split_key LIMIT $2) \
+            SELECT k, (SELECT count(*) FROM page) FROM (SELECT DISTINCT split_key AS k FROM page) AS d ORDER BY k NULLS LAST
+            """, [format, String(rows)])
+    }
+
     /// Up to `limit` pending rows of one key in `id` order, leaving out `skipping` (rows found
     /// unrelayable that could not be dead-lettered), and cut where the payloads add up to more than
     /// `maxBytes` (the first row always comes). Rows start after `after` (the last id of the

@@ -38,6 +38,8 @@ struct PassScheduler {
     /// Per key, the batch size a lease reached when it let go of a key that still had a backlog.
     private var tempos: [SplitKey: Int] = [:]
     private var rotation: KeyRotation
+    /// Passes left before discovery reads a page of pending rows again (see ``discoverInPage(_:)``).
+    private var passesUntilPage = 0
     /// Split keys found that are not valid UTF-8, already reported.
     private var unreadableKeys: Set<[UInt8]> = []
 
@@ -124,10 +126,34 @@ struct PassScheduler {
     /// The keys that may have pending rows: found by discovery, or the configured keys that do,
     /// each in one indexed query.
     private mutating func keysWithWork(_ postgres: PostgresConnection) throws -> [SplitKey] {
-        let statement =
-            settings.hasSplitKeys && settings.splitKeys == nil
-            ? settings.queries.discoverKeys : settings.queries.keysWithPendingRows(among: settings.splitKeys ?? [.null])
-        let rows = try postgres.query(statement)
+        let discovering = settings.hasSplitKeys && settings.splitKeys == nil
+        var rows = try discovering ? discoverInPage(postgres) : nil
+        if rows == nil {
+            rows = try postgres.query(
+                discovering ? settings.queries.discoverKeys : settings.queries.keysWithPendingRows(among: settings.splitKeys ?? [.null]))
+        }
+        return keys(in: rows!)
+    }
+
+    /// Pending rows read to find their keys, before the pass falls back to one probe per key.
+    static let discoveryPage = 50_000
+    /// Passes that discover by probes after a page found more pending rows than it reads.
+    static let passesBetweenPages = 10
+
+    /// The keys of all pending rows when they fit in ``discoveryPage`` index entries, else nil
+    /// (then the next ``passesBetweenPages`` passes do not try).
+    private mutating func discoverInPage(_ postgres: PostgresConnection) throws -> PostgresRows? {
+        if passesUntilPage > 0 {
+            passesUntilPage -= 1
+            return nil
+        }
+        let rows = try postgres.query(settings.queries.discoverKeys(scanningAtMost: Self.discoveryPage))
+        guard rows.count > 0, rows.int64(0, 1) ?? 0 >= Int64(Self.discoveryPage) else { return rows }
+        passesUntilPage = Self.passesBetweenPages
+        return nil
+    }
+
+    private mutating func keys(in rows: PostgresRows) -> [SplitKey] {
         return (0..<rows.count).compactMap { row in
             guard let bytes = rows.bytes(row, 0) else { return .null }
             guard let key = String(validating: bytes, as: UTF8.self) else {

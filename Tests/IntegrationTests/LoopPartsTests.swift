@@ -87,6 +87,57 @@ import Testing
         #expect(errors.first?.contains("outbox.split_key_hex=6bff") == true)
     }
 
+    /// Discovery reads the keys of up to 50,000 pending rows in one index scan, and falls back to
+    /// one probe per key when there are more; either way every key, NULL last. Passes over 8 keys
+    /// or more lease them in groups, except NULL and keys with a carried-over backlog.
+    @Test func discoveryFindsEveryKeyOnEitherSideOfThePageAndGroupsManyKeys() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let logs = LogCapture()
+        var scheduler = PassScheduler(
+            settings: .init(queries: outbox.queries, splitKeys: nil, hasSplitKeys: true, groupSize: 4), logger: Self.logger(logs),
+            rotationStart: 0)
+        var alone: [SplitKey] = []
+        var groups: [[SplitKey]] = []
+        func pass() throws {
+            alone = []
+            groups = []
+            _ = try scheduler.pass(
+                postgres: outbox.postgres, nowMicros: 0, isStopRequested: { false },
+                lease: { key, _, _ in
+                    alone.append(key)
+                    return LeaseMachine.Outcome()
+                },
+                leaseGroup: { keys, _, tempos in
+                    groups.append(keys)
+                    return keys.map { key in
+                        var outcome = LeaseMachine.Outcome(handled: 1, relayed: 1)
+                        // As LeaseRun does: a key whose batch was full carries its tempo over.
+                        if key == .named("k03") {
+                            outcome.carriedLimit = 40
+                            tempos[key] = 40
+                        }
+                        return outcome
+                    }
+                }, between: {})
+        }
+        let keys = (0..<10).map { SplitKey.named(String(format: "k%02d", $0)) }
+        try outbox.insert(keys.map { ($0, "{}") } + [(.null, "{}")])
+        try pass()
+        #expect(groups.flatMap { $0 }.sorted { "\($0)" < "\($1)" } == keys, "ten keys found, leased in groups: \(groups)")
+        #expect(groups.allSatisfy { $0.count <= 4 * PassScheduler.groupsPerCall })
+        #expect(alone == [.named("k03"), .null], "the key with a backlog is leased alone after its group, and NULL alone")
+
+        _ = try outbox.postgres.query(SQLStatement(
+            """
+            INSERT INTO \(outbox.table.quoted) (split_key, format, payload, created_at) \
+            SELECT 'k00', 'sidekiq5', '{}', now() FROM generate_series(1, $1::int)
+            """, [String(PassScheduler.discoveryPage)]))
+        try pass()
+        #expect(Set(groups.flatMap { $0 } + alone) == Set(keys + [.null]), "past the page, probes find every key")
+        #expect(groups.flatMap { $0 }.contains(.named("k03")) == false, "k03 carried a backlog: leased alone")
+    }
+
     @Test func theSamplerSamplesEveryFifteenSecondsOfTheMonotonicClock() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
