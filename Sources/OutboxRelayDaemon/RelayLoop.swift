@@ -148,7 +148,8 @@ public final class RelayLoop {
         let redis = connections.redis!
         let lease = LeaseRun(
             configuration: leaseSettings, postgres: postgres, redis: redis, resolvedTable: connections.resolvedTable,
-            cluster: connections.cluster, logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry)
+            cluster: connections.cluster, logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry,
+            waitForNotification: connections.listenSocket == nil ? nil : waitForNotification)
         let outcome = try scheduler.pass(
             postgres: postgres, nowMicros: monotonicMicros(), isStopRequested: { stop.isStopRequested },
             lease: { key, skipped, tempos in try lease.run(key, skipped: &skipped, tempos: &tempos) },
@@ -161,6 +162,14 @@ public final class RelayLoop {
                 _ = connections.notified()
             }
         }
+    }
+
+    /// A lingering lease's wait: whether a notification arrived within `seconds` (a stop ends
+    /// the wait at once, unnotified).
+    private func waitForNotification(seconds: Double) -> Bool {
+        if connections.notified() { return true }
+        guard let socket = connections.listenSocket else { return false }
+        return stop.sleep(seconds: seconds, watching: socket) == .readable && connections.notified()
     }
 
     // MARK: defaults
