@@ -9,8 +9,8 @@
 ///   ▼ elsewhere ▼                drained, tempo says release, refused or stop:
 /// finished   nextTransactionID   receive the rest ─▶ mark the last ─▶ releaseRedis ─▶ releaseLease ─▶ finished
 ///            (rewound? claim again in the next epoch : fenced)
-///                                drained, tempo says linger: receive the rest ─▶ mark the last ─▶
-///                                linger ─▶ notified: fetch k+1 (as above) │ quiet or stop: releaseRedis …
+///                                drained, tempo says linger: receive the rest ─▶ linger ─▶
+///                                notified: send [fetch k+1, mark k] (as above) │ quiet or stop: mark k ─▶ releaseRedis …
 /// ```
 ///
 /// A page (one fetch) is pushed in chunks of at most the batch size (``pushSize``), one push
@@ -61,7 +61,8 @@ public struct LeaseMachine: Sendable {
         /// Give the advisory lock back; answer with ``leaseReleased()``.
         case releaseLease
         /// Keep the lease and wait a moment for a notification (the key was drained, but rows
-        /// keep arriving); answer with ``lingered(notified:)``. Nothing is in flight meanwhile.
+        /// keep arriving); answer with ``lingered(notified:)``. Nothing is in flight meanwhile;
+        /// the page pushed last is marked with the fetch that follows, or before the release.
         case linger
         /// The lease is over.
         case finished(Outcome)
@@ -156,7 +157,7 @@ public struct LeaseMachine: Sendable {
         case draining
         /// The lease's last mark, sent once every result is in.
         case finalMark
-        /// Waiting for a notification, with every pushed row marked.
+        /// Waiting for a notification, nothing in flight; the last page's mark waits in `unmarked`.
         case lingering
     }
 
@@ -385,9 +386,11 @@ public struct LeaseMachine: Sendable {
     /// again at once; without one (or once a stop is requested) the lease is released.
     public mutating func lingered(notified: Bool) -> Action {
         guard case .relaying(.lingering) = state else { return unexpected("lingered") }
-        guard notified, !stopRequested else { return release() }
         state = .relaying(.awaiting)
+        guard notified, !stopRequested else { return next() }
+        // As in a backlog: the next fetch and the last page's mark go as one group.
         expected = [.fetch(limit: tempo.limit, after: lastID)]
+        if let marks = unmarked.take(), !marks.ids.isEmpty { expected.append(.mark(ids: marks.ids, scheduled: marks.scheduled)) }
         return .send(expected)
     }
 
@@ -446,20 +449,21 @@ public struct LeaseMachine: Sendable {
             : Marks(ids: chunks.flatMap(\.markIDs), scheduled: chunks.flatMap(\.scheduledIDs))
     }
 
-    /// The next result to receive, or, with none in flight, the last mark, a linger, or the end
+    /// The next result to receive, or, with none in flight, a linger, the last mark, or the end
     /// of the lease.
     private mutating func next() -> Action {
         if let first = expected.first { return .receive(first) }
+        if lingerNext, !stopRequested {
+            lingerNext = false
+            state = .relaying(.lingering)
+            return .linger
+        }
+        lingerNext = false
         if let marks = unmarked.take(), !marks.ids.isEmpty {
             let mark = Statement.mark(ids: marks.ids, scheduled: marks.scheduled)
             expected = [mark]
             state = .relaying(.finalMark)
             return .send([mark])
-        }
-        if lingerNext, !stopRequested {
-            lingerNext = false
-            state = .relaying(.lingering)
-            return .linger
         }
         return release()
     }
