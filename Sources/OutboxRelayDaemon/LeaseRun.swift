@@ -24,7 +24,7 @@ struct LeaseRun {
         var maxBatchBytes: Int
         var reliableJobGemLock: ReliableJobGemLock?
         /// How many times a lease whose key is drained waits for a notification, and how long.
-        var lingers = 25
+        var lingers = 100
         var lingerSeconds = 0.02
 
         /// The least rows per fetch: a keyset page of 1,000 keeps PostgreSQL's marking near its
@@ -58,8 +58,9 @@ struct LeaseRun {
     /// Health, metrics and the monotonic clock for durations.
     let telemetry: RelayTelemetry
     /// Waits up to the given seconds for a notification on the LISTEN connection: whether one
-    /// came (false at once without a LISTEN connection, or on a stop). Nil: never linger.
-    var waitForNotification: ((Double) -> Bool)? = nil
+    /// came that may be for the key (false at once without a LISTEN connection, or on a stop).
+    /// Nil: never linger.
+    var waitForNotification: ((Double, SplitKey) -> Bool)? = nil
 
     typealias Outcome = LeaseMachine.Outcome
 
@@ -135,7 +136,7 @@ struct LeaseRun {
                 case .plan:
                     action = machine.planned(chunks: plan(fetchedRows.take() ?? [], pushSize: machine.pushSize, alreadyPushed: machine.alreadyPushed))
                 case .linger:
-                    let notified = waitForNotification?(configuration.lingerSeconds) ?? false
+                    let notified = waitForNotification?(configuration.lingerSeconds, key) ?? false
                     if stop.isStopRequested { machine.requestStop() }
                     logger.debug(notified ? "notified while lingering: fetching again" : "nothing arrived while lingering", metadata: metadata)
                     action = machine.lingered(notified: notified)

@@ -164,12 +164,13 @@ public final class RelayLoop {
         }
     }
 
-    /// A lingering lease's wait: whether a notification arrived within `seconds` (a stop ends
-    /// the wait at once, unnotified).
-    private func waitForNotification(seconds: Double) -> Bool {
-        if connections.notified() { return true }
-        guard let socket = connections.listenSocket else { return false }
-        return stop.sleep(seconds: seconds, watching: socket) == .readable && connections.notified()
+    /// A lingering lease's wait: whether wake-ups arrived within `seconds`, all of which may be
+    /// for `key`. One for another key ends the wait unnotified, so that the lease is released and
+    /// the pass goes on to that key; so does a stop.
+    private func waitForNotification(seconds: Double, key: SplitKey) -> Bool {
+        if let pending = connections.wakeUps(for: key) { return pending }
+        guard let socket = connections.listenSocket, stop.sleep(seconds: seconds, watching: socket) == .readable else { return false }
+        return connections.wakeUps(for: key) == true
     }
 
     // MARK: defaults

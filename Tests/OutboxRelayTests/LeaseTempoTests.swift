@@ -43,3 +43,16 @@ import Testing
         #expect(tempo.afterBatch(available: 3) == .release)
     }
 }
+
+/// Which wake-ups keep a lingering lease: those that may be for its key.
+@Suite struct WakeUpPayloadTests {
+    @Test func aWakeUpNamesItsKeysAsBytes() {
+        #expect(SplitKey.named("a").mayBeNamed(inWakeUp: "b,a"))
+        #expect(!SplitKey.named("a").mayBeNamed(inWakeUp: "b,c"))
+        #expect(!SplitKey.named("caf\u{E9}").mayBeNamed(inWakeUp: "cafe\u{301}"), "NFC and NFD are two keys")
+        #expect(SplitKey.null.mayBeNamed(inWakeUp: "a,"), "NULL is written as an empty name")
+        #expect(!SplitKey.null.mayBeNamed(inWakeUp: "a"))
+        #expect(SplitKey.named("a").mayBeNamed(inWakeUp: ""), "an empty payload may be for any key")
+        #expect(SplitKey.named("x,y").mayBeNamed(inWakeUp: "z"), "a key with a comma cannot be told apart")
+    }
+}
