@@ -51,7 +51,7 @@ s = s.replace(old, "guard !alreadyPushed.contains(id: row.id) else { continue }"
 unconfirmed_as_pushed='
 old = "        case .unconfirmed(let why):\n            // Not marked and not in the ledger"
 assert old in s, old
-s = s.replace(old, "        case .unconfirmed:\n            ledger.pushed(plan)\n            return afterPush(plan)\n        case .unconfirmed(let why) where false:\n            // Not marked", 1)
+s = s.replace(old, "        case .unconfirmed:\n            chunks?.removeFirst()\n            ledger.pushed(chunk)\n            pageDone.append(chunk)\n            return pushNextChunk()\n        case .unconfirmed(let why) where false:\n            // Not marked", 1)
 '
 # Issue 16: a chunk of a page left out of the ledger, so the next chunk's record does not name it.
 chunk_not_in_ledger='
