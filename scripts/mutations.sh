@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the simulation bites: re-introduces, one at a time, each data-loss defect that issues 11
-# and 15 found (and a record trusted without its rows' stamps after a restore), runs the simulation's default seeds, and expects it to fail. The sources are restored
+# and 15 found (and a record trusted without its rows' stamps after a restore, and two defects that
+# issue 16's chunked pages could have), runs the simulation's default seeds, and expects it to fail. The sources are restored
 # after each mutation, whatever happens. Usage: scripts/mutations.sh [SEEDS]   (default 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +51,19 @@ s = s.replace(old, "guard !alreadyPushed.contains(id: row.id) else { continue }"
 unconfirmed_as_pushed='
 old = "        case .unconfirmed(let why):\n            // Not marked and not in the ledger"
 assert old in s, old
-s = s.replace(old, "        case .unconfirmed:\n            ledger.pushed(plan)\n            return afterPush(plan)\n        case .unconfirmed(let why) where false:\n            // Not marked", 1)
+s = s.replace(old, "        case .unconfirmed:\n            chunks?.removeFirst()\n            ledger.pushed(chunk)\n            pageDone.append(chunk)\n            return pushNextChunk()\n        case .unconfirmed(let why) where false:\n            // Not marked", 1)
+'
+# Issue 16: a chunk of a page left out of the ledger, so the next chunk's record does not name it.
+chunk_not_in_ledger='
+old = "            chunks?.removeFirst()\n            ledger.pushed(chunk)\n"
+assert old in s, old
+s = s.replace(old, "            chunks?.removeFirst()\n            if chunks?.isEmpty ?? true { ledger.pushed(chunk) }\n", 1)
+'
+# Issue 16: a refused chunk marked with the page's chunks before it.
+refused_chunk_marked='
+old = "            unmarked = Self.marks(of: pageDone)\n            pageDone = []\n            state = .relaying(.draining)"
+assert old in s, old
+s = s.replace(old, "            unmarked = Self.marks(of: pageDone + [chunk])\n            pageDone = []\n            state = .relaying(.draining)", 1)
 '
 
 run() { # name, file, mutation
@@ -71,4 +84,6 @@ run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"
 run unconfirmed-as-pushed Sources/OutboxRelay/LeaseMachine.swift "$unconfirmed_as_pushed"
 run record-without-stamps Sources/OutboxRelay/BatchPlan.swift "$record_without_stamps"
+run chunk-not-in-ledger Sources/OutboxRelay/LeaseMachine.swift "$chunk_not_in_ledger"
+run refused-chunk-marked Sources/OutboxRelay/LeaseMachine.swift "$refused_chunk_marked"
 exit $status

@@ -42,7 +42,7 @@ public struct LeaseGroup: Sendable {
             case .receive(.mark): self = .mark
             case .releaseRedis: self = .releaseRedis
             case .releaseLease: self = .releaseLease
-            case .send, .finished, .abandon: return nil
+            case .send, .finished, .abandon, .linger: return nil
             }
         }
     }
@@ -107,6 +107,8 @@ public struct LeaseGroup: Sendable {
             switch actions[index] {
             case .abandon(let failure): return failed(failure)
             case .finished(let outcome): outcomes[index] = outcome
+            // Members never linger: their tempo allows one batch and no wait.
+            case .linger: return failed(.serverFailed("protocol error: a grouped lease asked to linger"))
             default:
                 if let phase = Phase(actions[index]), earliest.map({ phase < $0 }) ?? true { earliest = phase }
             }

@@ -4,16 +4,23 @@
 /// back (the daemon's `LeaseDriver`, or the simulation's models).
 ///
 /// ```
-/// tryLease ─▶ claim ─▶ fetch ─▶ ┌─ send [fetch k+1, mark k-1] ─▶ push k ─▶ receive … ─┐
-///   │ held      │ fenced        └──────────────────── fetched k+1 ◀───────────────────┘
+/// tryLease ─▶ claim ─▶ fetch ─▶ ┌─ send [fetch k+1, mark k-1] ─▶ push k in chunks ─▶ receive … ─┐
+///   │ held      │ fenced        └──────────────────────── fetched k+1 ◀──────────────────────────┘
 ///   ▼ elsewhere ▼                drained, tempo says release, refused or stop:
 /// finished   nextTransactionID   receive the rest ─▶ mark the last ─▶ releaseRedis ─▶ releaseLease ─▶ finished
 ///            (rewound? claim again in the next epoch : fenced)
+///                                drained, tempo says linger: receive the rest ─▶ linger ─▶
+///                                notified: send [fetch k+1, mark k] (as above) │ quiet or stop: mark k ─▶ releaseRedis …
 /// ```
 ///
+/// A page (one fetch) is pushed in chunks of at most the batch size (``pushSize``), one push
+/// script call each, and its pushed rows are marked in one statement. A refused chunk leaves
+/// itself and every later row of the key pending; the page's earlier chunks, which Redis has,
+/// are marked.
+///
 /// The rules that keep the promise live here, where tests see them: a batch is marked only after
-/// its push succeeded; the record written with a push covers every pushed batch whose mark has not
-/// committed (``PushLedger``); rows an earlier holder pushed are marked, never pushed again; a
+/// its push succeeded; the record written with a push covers every pushed row whose mark has not
+/// committed (``PushLedger``), earlier chunks of the same page included; rows an earlier holder pushed are marked, never pushed again; a
 /// batch Redis refuses is neither marked nor recorded; a claim or push too few replicas
 /// acknowledged (`WAIT`) is never acted on; any failure abandons the lease without
 /// releasing the record, so the next holder learns what is in Redis.
@@ -42,7 +49,8 @@ public struct LeaseMachine: Sendable {
         /// ``marked()`` or ``deadLettered(_:)``.
         case receive(Statement)
         /// Plan the rows of the fetch just answered (``BatchPlan``, whose rows in
-        /// ``alreadyPushed`` are only marked); answer with ``planned(_:)``.
+        /// ``alreadyPushed`` are only marked), one plan per chunk of at most ``pushSize`` rows in
+        /// row order; answer with ``planned(chunks:)`` (or ``planned(_:)`` for a single chunk).
         case plan
         /// Run the push script for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
         case push(BatchPlan, fence: String, record: RecordedRows)
@@ -52,6 +60,10 @@ public struct LeaseMachine: Sendable {
         case releaseRedis(fence: String, remaining: RecordedRows)
         /// Give the advisory lock back; answer with ``leaseReleased()``.
         case releaseLease
+        /// Keep the lease and wait a moment for a notification (the key was drained, but rows
+        /// keep arriving); answer with ``lingered(notified:)``. Nothing is in flight meanwhile;
+        /// the page pushed last is marked with the fetch that follows, or before the release.
+        case linger
         /// The lease is over.
         case finished(Outcome)
         /// The lease is lost or its connection broken: drop it without releasing the record (the
@@ -145,6 +157,14 @@ public struct LeaseMachine: Sendable {
         case draining
         /// The lease's last mark, sent once every result is in.
         case finalMark
+        /// Waiting for a notification, nothing in flight; the last page's mark waits in `unmarked`.
+        case lingering
+    }
+
+    /// Rows whose jobs Redis has, to mark in one statement.
+    private struct Marks: Sendable, Equatable {
+        var ids: [Int64] = []
+        var scheduled: [Int64] = []
     }
 
     /// Why rows cannot be dead-lettered during this lease (the table is missing), if they cannot.
@@ -158,10 +178,14 @@ public struct LeaseMachine: Sendable {
     /// Rows an earlier holder pushed and perhaps did not mark: marked, never pushed again.
     public private(set) var alreadyPushed: RecordedRows = []
     private var lastID: Int64?
-    /// The batch pushed last, whose mark is not sent yet.
-    private var unmarked: BatchPlan?
-    /// The batch fetched, waiting for its group to be sent before its push.
-    private var planned: BatchPlan?
+    /// The page pushed last, whose mark is not sent yet.
+    private var unmarked: Marks?
+    /// The chunks of the page fetched last that are not pushed yet (nil: not planned yet).
+    private var chunks: [BatchPlan]?
+    /// The chunks of the page in hand that Redis has, or that had nothing to push.
+    private var pageDone: [BatchPlan] = []
+    /// Whether the tempo said to linger once the page in hand is marked.
+    private var lingerNext = false
     /// Results in flight, in the order they will arrive.
     private var expected: [Statement] = []
 
@@ -169,6 +193,9 @@ public struct LeaseMachine: Sendable {
         self.tempo = tempo
         self.deadLetterProblem = deadLetterProblem
     }
+
+    /// The most rows per push: the driver plans each page in chunks of this many rows.
+    public var pushSize: Int { tempo.batchSize }
 
     // MARK: events
 
@@ -233,7 +260,7 @@ public struct LeaseMachine: Sendable {
     public mutating func fetched(_ batch: Fetched) -> Action {
         let action = fetched(ids: batch.ids, available: batch.available)
         if action == .plan { return planned(batch.plan) }
-        if case .relaying(.sentBeforePush) = state { planned = batch.plan }
+        if case .relaying(.sentBeforePush) = state { chunks = [batch.plan] }
         return action
     }
 
@@ -247,17 +274,23 @@ public struct LeaseMachine: Sendable {
         expected.removeFirst()
         if step == .draining { return next() }
         ledger.fetched(ids, after: lastID, drained: ids.isEmpty)
-        guard let last = ids.last else { return next() }
+        guard let last = ids.last else {
+            lingerNext = tempo.afterEmptyFetch() == .linger
+            return next()
+        }
         lastID = last
         outcome.handled += ids.count
-        let fetchAgain = tempo.afterBatch(available: available) == .fetchAgain && !stopRequested
+        let tempoNext = tempo.afterBatch(available: available)
+        let fetchAgain = tempoNext == .fetchAgain && !stopRequested
+        lingerNext = tempoNext == .linger
         outcome.carriedLimit = tempo.leftBacklog ? tempo.limit : nil
         var group: [Statement] = []
         if fetchAgain { group.append(.fetch(limit: tempo.limit, after: last)) }
-        if let marks = unmarked.take(), !marks.markIDs.isEmpty {
-            group.append(.mark(ids: marks.markIDs, scheduled: marks.scheduledIDs))
+        if let marks = unmarked.take(), !marks.ids.isEmpty {
+            group.append(.mark(ids: marks.ids, scheduled: marks.scheduled))
         }
-        planned = nil
+        chunks = nil
+        pageDone = []
         guard !group.isEmpty else {
             state = .relaying(.planning)
             return .plan
@@ -267,22 +300,28 @@ public struct LeaseMachine: Sendable {
         return .send(group)
     }
 
-    /// The plan of the rows fetched last (``Action/plan``).
+    /// The plan of the rows fetched last (``Action/plan``), as one chunk.
     public mutating func planned(_ plan: BatchPlan) -> Action {
+        planned(chunks: [plan])
+    }
+
+    /// The plans of the rows fetched last (``Action/plan``): consecutive chunks in row order,
+    /// each of at most ``pushSize`` rows. They are pushed one by one, in order.
+    public mutating func planned(chunks: [BatchPlan]) -> Action {
         guard case .relaying(.planning) = state else { return unexpected("planned") }
-        planned = plan
-        return pushPlanned()
+        self.chunks = chunks
+        return pushNextChunk()
     }
 
     /// The driver sent the group of the last ``Action/send(_:)``.
     public mutating func sent() -> Action {
         switch state {
         case .relaying(.sentBeforePush):
-            guard planned != nil else {
+            guard chunks != nil else {
                 state = .relaying(.planning)
                 return .plan
             }
-            return pushPlanned()
+            return pushNextChunk()
         case .relaying(.finalMark): return next()
         case .relaying(.awaiting): return next()
         default: return unexpected("sent")
@@ -290,16 +329,23 @@ public struct LeaseMachine: Sendable {
     }
 
     public mutating func pushAnswered(_ push: Push) -> Action {
-        guard case .relaying(.awaiting) = state, let plan = planned.take() else { return unexpected("push answer") }
+        guard case .relaying(.awaiting) = state, let chunk = chunks?.first else { return unexpected("push answer") }
         switch push {
         case .pushed:
-            ledger.pushed(plan)
-            return afterPush(plan)
+            chunks?.removeFirst()
+            ledger.pushed(chunk)
+            pageDone.append(chunk)
+            return pushNextChunk()
         case .refused(let reason):
-            // Nothing of the batch reached Redis: it stays pending, and so does the rest of the
-            // key, to keep its order. The marks in flight still commit.
+            // Nothing of the chunk reached Redis: it stays pending, and so does the rest of the
+            // key, to keep its order. The page's earlier chunks are in Redis (and in the ledger):
+            // they are marked, as are the marks in flight.
             outcome.refused = reason
             outcome.carriedLimit = nil
+            lingerNext = false
+            chunks = nil
+            unmarked = Self.marks(of: pageDone)
+            pageDone = []
             state = .relaying(.draining)
             return next()
         case .unconfirmed(let why):
@@ -336,6 +382,18 @@ public struct LeaseMachine: Sendable {
         return next()
     }
 
+    /// The driver waited for a notification (``Action/linger``): with one, the key is fetched
+    /// again at once; without one (or once a stop is requested) the lease is released.
+    public mutating func lingered(notified: Bool) -> Action {
+        guard case .relaying(.lingering) = state else { return unexpected("lingered") }
+        state = .relaying(.awaiting)
+        guard notified, !stopRequested else { return next() }
+        // As in a backlog: the next fetch and the last page's mark go as one group.
+        expected = [.fetch(limit: tempo.limit, after: lastID)]
+        if let marks = unmarked.take(), !marks.ids.isEmpty { expected.append(.mark(ids: marks.ids, scheduled: marks.scheduled)) }
+        return .send(expected)
+    }
+
     public mutating func redisReleased() -> Action {
         guard case .releasingRedis = state else { return unexpected("Redis release") }
         state = .releasingLease
@@ -359,33 +417,50 @@ public struct LeaseMachine: Sendable {
 
     // MARK: transitions
 
-    private mutating func pushPlanned() -> Action {
+    /// The push of the page's next chunk with something to push (each recorded with every
+    /// pushed, unmarked row), or, once every chunk is in Redis, what follows the page.
+    private mutating func pushNextChunk() -> Action {
         state = .relaying(.awaiting)
-        guard let plan = planned else { return next() }
-        if plan.pushedIDs.isEmpty {
-            planned = nil
-            return afterPush(plan)
+        while let chunk = chunks?.first {
+            if !chunk.pushedIDs.isEmpty { return .push(chunk, fence: fence, record: ledger.record(pushing: chunk)) }
+            chunks?.removeFirst()
+            pageDone.append(chunk)
         }
-        return .push(plan, fence: fence, record: ledger.record(pushing: plan))
+        chunks = nil
+        return afterPage()
     }
 
-    /// After batch `plan` is in Redis (or had nothing to push): its mark waits for the next round,
-    /// its bad rows go to the dead-letter table (or are skipped).
-    private mutating func afterPush(_ plan: BatchPlan) -> Action {
-        unmarked = plan
-        state = .relaying(.awaiting)
-        guard !plan.rejections.isEmpty else { return next() }
-        if let deadLetterProblem { return .skip(plan.rejections, because: deadLetterProblem) }
-        expected.append(.deadLetter(plan.rejections))
-        return .send([.deadLetter(plan.rejections)])
+    /// After every chunk of the page is in Redis (or had nothing to push): its mark waits for the
+    /// next round, its bad rows go to the dead-letter table (or are skipped).
+    private mutating func afterPage() -> Action {
+        let page = pageDone
+        pageDone = []
+        unmarked = Self.marks(of: page)
+        let rejections = page.flatMap(\.rejections)
+        guard !rejections.isEmpty else { return next() }
+        if let deadLetterProblem { return .skip(rejections, because: deadLetterProblem) }
+        expected.append(.deadLetter(rejections))
+        return .send([.deadLetter(rejections)])
     }
 
-    /// The next result to receive, or, with none in flight, the end of the lease.
+    private static func marks(of chunks: [BatchPlan]) -> Marks {
+        chunks.count == 1
+            ? Marks(ids: chunks[0].markIDs, scheduled: chunks[0].scheduledIDs)
+            : Marks(ids: chunks.flatMap(\.markIDs), scheduled: chunks.flatMap(\.scheduledIDs))
+    }
+
+    /// The next result to receive, or, with none in flight, a linger, the last mark, or the end
+    /// of the lease.
     private mutating func next() -> Action {
         if let first = expected.first { return .receive(first) }
-        if case .relaying(.draining) = state { unmarked = nil }
-        if let marks = unmarked.take(), !marks.markIDs.isEmpty {
-            let mark = Statement.mark(ids: marks.markIDs, scheduled: marks.scheduledIDs)
+        if lingerNext, !stopRequested {
+            lingerNext = false
+            state = .relaying(.lingering)
+            return .linger
+        }
+        lingerNext = false
+        if let marks = unmarked.take(), !marks.ids.isEmpty {
+            let mark = Statement.mark(ids: marks.ids, scheduled: marks.scheduled)
             expected = [mark]
             state = .relaying(.finalMark)
             return .send([mark])

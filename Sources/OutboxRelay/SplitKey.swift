@@ -36,3 +36,14 @@ public enum SplitKey: Sendable, Hashable, CustomStringConvertible {
         }
     }
 }
+
+extension SplitKey {
+    /// Whether a wake-up of `migrate --notify`'s trigger may be for this key: its payload lists
+    /// the split keys written, comma-separated (NULL as an empty name), or is empty when they did
+    /// not fit. Names are compared as bytes; a key with a comma in it cannot be told apart.
+    public func mayBeNamed(inWakeUp payload: String) -> Bool {
+        let own = value ?? ""
+        if payload.isEmpty || own.utf8.contains(UInt8(ascii: ",")) { return true }
+        return payload.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).contains { $0.elementsEqual(own.utf8) }
+    }
+}

@@ -15,16 +15,29 @@ struct LeaseRun {
         var queries: OutboxQueries
         var keys: SidekiqKeys
         var sidekiq: SidekiqJobEncoder
+        /// The most rows per push (`--batch-size`).
         var batchSize: Int
+        /// The most rows per fetch: PostgreSQL fetches and marks pages of at least
+        /// ``minimumPageSize`` rows, whatever the batch size, and Redis takes them in batches.
+        var pageSize: Int
         var batchesPerLease: Int
         var maxBatchBytes: Int
         var reliableJobGemLock: ReliableJobGemLock?
+        /// How many times a lease whose key is drained waits for a notification, and how long.
+        var lingers = 100
+        var lingerSeconds = 0.02
+
+        /// The least rows per fetch: a keyset page of 1,000 keeps PostgreSQL's marking near its
+        /// own rate, where pages of 100 left it waiting on round trips.
+        static let minimumPageSize = 1_000
 
         init(_ configuration: RelayConfiguration) {
             queries = configuration.queries
             keys = configuration.keys
             sidekiq = configuration.sidekiq
             batchSize = configuration.batchSize
+            pageSize = max(configuration.batchSize, Self.minimumPageSize)
+            lingerSeconds = min(configuration.sleepOnEmpty, lingerSeconds)
             batchesPerLease = configuration.batchesPerLease
             maxBatchBytes = configuration.maxBatchBytes
             reliableJobGemLock = configuration.reliableJobGemLock
@@ -44,6 +57,10 @@ struct LeaseRun {
     let makeJID: () -> String
     /// Health, metrics and the monotonic clock for durations.
     let telemetry: RelayTelemetry
+    /// Waits up to the given seconds for a notification on the LISTEN connection: whether one
+    /// came that may be for the key (false at once without a LISTEN connection, or on a stop).
+    /// Nil: never linger.
+    var waitForNotification: ((Double, SplitKey) -> Bool)? = nil
 
     typealias Outcome = LeaseMachine.Outcome
 
@@ -59,7 +76,9 @@ struct LeaseRun {
             try postgres.prepareAhead(statement)
         }
         var machine = LeaseMachine(
-            tempo: LeaseTempo(maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key]),
+            tempo: LeaseTempo(
+                maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key],
+                pageSize: configuration.pageSize, lingers: waitForNotification == nil ? 0 : configuration.lingers),
             deadLetterProblem: try deadLetterProblem())
         var locked = false
         var gemLocked = false
@@ -115,11 +134,12 @@ struct LeaseRun {
                     fetchedRows = rows.map(\.0)
                     action = machine.fetched(ids: rows.map(\.0.id), available: available)
                 case .plan:
-                    // The batch is handed over, not kept: its payloads are let go as its jobs are built.
-                    let plan = BatchPlan(
-                        rows: fetchedRows.take() ?? [], encoder: configuration.sidekiq, nowMicros: nowMicros(),
-                        alreadyPushed: machine.alreadyPushed, makeJID: makeJID)
-                    action = machine.planned(plan)
+                    action = machine.planned(chunks: plan(fetchedRows.take() ?? [], pushSize: machine.pushSize, alreadyPushed: machine.alreadyPushed))
+                case .linger:
+                    let notified = waitForNotification?(configuration.lingerSeconds, key) ?? false
+                    if stop.isStopRequested { machine.requestStop() }
+                    logger.debug(notified ? "notified while lingering: fetching again" : "nothing arrived while lingering", metadata: metadata)
+                    action = machine.lingered(notified: notified)
                 case .receive(.mark(let ids, _)):
                     _ = try postgres.receiveNext()
                     let now = telemetry.monotonicMicros()
@@ -203,6 +223,22 @@ struct LeaseRun {
                     "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((telemetry.monotonicMicros() - started) / 1000)",
                 ]) { $1 })
         }
+    }
+
+    /// The page's rows planned in chunks of at most `pushSize` rows, in row order. The rows are
+    /// handed over, not kept: their payloads are let go as their jobs are built, chunk by chunk
+    /// from the end of the page.
+    private func plan(_ rows: consuming [OutboxRow], pushSize: Int, alreadyPushed: RecordedRows) -> [BatchPlan] {
+        var rows = rows
+        let now = nowMicros()
+        var chunks: [BatchPlan] = []
+        repeat {
+            let count = rows.count % pushSize == 0 ? min(pushSize, rows.count) : rows.count % pushSize
+            let chunk = Array(rows.suffix(count))
+            rows.removeLast(count)
+            chunks.append(BatchPlan(rows: chunk, encoder: configuration.sidekiq, nowMicros: now, alreadyPushed: alreadyPushed, makeJID: makeJID))
+        } while !rows.isEmpty
+        return chunks.reversed()
     }
 
     /// The SQL of a statement of the machine.

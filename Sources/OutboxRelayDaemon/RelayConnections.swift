@@ -112,6 +112,19 @@ final class RelayConnections {
         }
     }
 
+    /// The wake-ups that arrived on the LISTEN connection since the last look: nil when none did,
+    /// else whether every one of them may be for `key` (``SplitKey/mayBeNamed(inWakeUp:)``).
+    func wakeUps(for key: SplitKey) -> Bool? {
+        guard let listener else { return nil }
+        do {
+            let received = try listener.notifications()
+            return received.isEmpty ? nil : received.allSatisfy { key.mayBeNamed(inWakeUp: $0.payload) }
+        } catch {
+            self.listener = nil
+            return nil
+        }
+    }
+
     /// The LISTEN connection's socket, to sleep on.
     var listenSocket: Int32? { listener?.socket }
 

@@ -150,7 +150,8 @@ public final class RelayLoop {
         let redis = connections.redis!
         let lease = LeaseRun(
             configuration: leaseSettings, postgres: postgres, redis: redis, resolvedTable: connections.resolvedTable,
-            cluster: connections.cluster, logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry)
+            cluster: connections.cluster, logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry,
+            waitForNotification: connections.listenSocket == nil ? nil : waitForNotification)
         let outcome = try scheduler.pass(
             postgres: postgres, nowMicros: monotonicMicros(), isStopRequested: { stop.isStopRequested },
             lease: { key, skipped, tempos in try lease.run(key, skipped: &skipped, tempos: &tempos) },
@@ -166,6 +167,15 @@ public final class RelayLoop {
                 _ = connections.notified()
             }
         }
+    }
+
+    /// A lingering lease's wait: whether wake-ups arrived within `seconds`, all of which may be
+    /// for `key`. One for another key ends the wait unnotified, so that the lease is released and
+    /// the pass goes on to that key; so does a stop.
+    private func waitForNotification(seconds: Double, key: SplitKey) -> Bool {
+        if let pending = connections.wakeUps(for: key) { return pending }
+        guard let socket = connections.listenSocket, stop.sleep(seconds: seconds, watching: socket) == .readable else { return false }
+        return connections.wakeUps(for: key) == true
     }
 
     // MARK: defaults

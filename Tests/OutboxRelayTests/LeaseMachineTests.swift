@@ -283,6 +283,154 @@ import Testing
         #expect(machine.pushAnswered(.unconfirmed("timeout")) == .abandon(.unconfirmed("timeout")))
     }
 
+    // MARK: pages pushed in chunks
+
+    static func chunked(pageSize: Int, batchSize: Int, lingers: Int = 0) -> LeaseMachine {
+        var machine = LeaseMachine(
+            tempo: LeaseTempo(maximumBatches: 10, batchSize: batchSize, carriedLimit: pageSize, pageSize: pageSize, lingers: lingers))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: []))
+        _ = machine.sent()
+        return machine
+    }
+
+    @Test func pushesAPageInChunksOfTheBatchSizeAndMarksItInOneStatement() {
+        var machine = Self.chunked(pageSize: 5, batchSize: 2)
+        #expect(machine.pushSize == 2)
+        #expect(machine.fetched(ids: [1, 2, 3, 4, 5], available: 5) == .send([.fetch(limit: 5, after: 5)]))
+        #expect(machine.sent() == .plan)
+        let chunks = [Self.plan([1, 2]), Self.plan([3, 4]), Self.plan([5])]
+        #expect(machine.planned(chunks: chunks) == .push(chunks[0], fence: "0:7", record: Self.stamped([1, 2])))
+        // Each push's record covers the page's earlier chunks, whose mark has not committed.
+        #expect(machine.pushAnswered(.pushed) == .push(chunks[1], fence: "0:7", record: Self.stamped([1, 2, 3, 4])))
+        #expect(machine.pushAnswered(.pushed) == .push(chunks[2], fence: "0:7", record: Self.stamped([1, 2, 3, 4, 5])))
+        #expect(machine.pushAnswered(.pushed) == .receive(.fetch(limit: 5, after: 5)))
+        #expect(machine.fetched(ids: [6], available: 1) == .send([.mark(ids: [1, 2, 3, 4, 5], scheduled: [])]), "one mark for the page")
+        #expect(machine.sent() == .plan)
+        #expect(machine.planned(chunks: [Self.plan([6])]) == .push(Self.plan([6]), fence: "0:7", record: Self.stamped([1, 2, 3, 4, 5, 6])))
+    }
+
+    @Test func aRefusedMiddleChunkLeavesItAndTheRestPendingAndMarksTheChunksBefore() {
+        var machine = Self.chunked(pageSize: 6, batchSize: 2)
+        #expect(machine.fetched(ids: [1, 2, 3, 4, 5, 6], available: 6) == .send([.fetch(limit: 6, after: 6)]))
+        #expect(machine.sent() == .plan)
+        let chunks = [Self.plan([1, 2]), Self.plan([3, 4]), Self.plan([5, 6])]
+        #expect(machine.planned(chunks: chunks) == .push(chunks[0], fence: "0:7", record: Self.stamped([1, 2])))
+        #expect(machine.pushAnswered(.pushed) == .push(chunks[1], fence: "0:7", record: Self.stamped([1, 2, 3, 4])))
+        // 3 and 4 are refused: 5 and 6 are not pushed, the fetch in flight is dropped, and only
+        // 1 and 2, which Redis has, are marked.
+        #expect(machine.pushAnswered(.refused("wrong type")) == .receive(.fetch(limit: 6, after: 6)))
+        #expect(machine.fetched(ids: [7, 8], available: 2) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        #expect(machine.sent() == .receive(.mark(ids: [1, 2], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+        _ = machine.redisReleased()
+        guard case .finished(let outcome) = machine.leaseReleased() else {
+            Issue.record("expected the end")
+            return
+        }
+        #expect(outcome.refused == "wrong type")
+        #expect(outcome.relayed == 2)
+        #expect(outcome.carriedLimit == nil)
+    }
+
+    @Test func aFailedChunkAbandonsWithTheEarlierChunksInTheRecord() {
+        var machine = Self.chunked(pageSize: 4, batchSize: 2)
+        _ = machine.fetched(ids: [1, 2, 3, 4], available: 3)
+        #expect(machine.planned(chunks: [Self.plan([1, 2]), Self.plan([3, 4])]) == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
+        _ = machine.pushAnswered(.pushed)
+        #expect(machine.ledger.unmarked == Self.stamped([1, 2]))
+        #expect(machine.pushAnswered(.unconfirmed("timeout")) == .abandon(.unconfirmed("timeout")))
+        #expect(machine.ledger.unmarked == Self.stamped([1, 2]), "the unconfirmed chunk is not taken as pushed")
+    }
+
+    @Test func chunksWithNothingToPushAreMarkedWithThePage() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 2, carriedLimit: 4, pageSize: 4))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: [1, 2]))
+        _ = machine.sent()
+        _ = machine.fetched(ids: [1, 2, 3], available: 3)
+        let chunks = [Self.plan([1, 2], alreadyPushed: [1, 2]), Self.plan([3], alreadyPushed: [1, 2])]
+        #expect(
+            machine.planned(chunks: chunks)
+                == .push(chunks[1], fence: "0:7", record: RecordedRows([1: RecordedRows.anyRow, 2: RecordedRows.anyRow, 3: 1_000_000])))
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2, 3], scheduled: [])]))
+    }
+
+    // MARK: lingering on a drained key
+
+    @Test func aDrainedKeyLingersAndFetchesAgainWithTheLastMarkWhenNotified() {
+        var machine = Self.chunked(pageSize: 10, batchSize: 10, lingers: 2)
+        #expect(machine.fetched(Self.fetched([1, 2, 3])) == .push(Self.plan([1, 2, 3]), fence: "0:7", record: Self.stamped([1, 2, 3])))
+        #expect(machine.pushAnswered(.pushed) == .linger, "nothing in flight: wait for a notification")
+        // Notified: the next fetch and the last page's mark go as one group, as in a backlog.
+        #expect(machine.lingered(notified: true) == .send([.fetch(limit: 10, after: 3), .mark(ids: [1, 2, 3], scheduled: [])]))
+        #expect(machine.sent() == .receive(.fetch(limit: 10, after: 3)))
+        #expect(machine.fetched(Self.fetched([4])) == .push(Self.plan([4]), fence: "0:7", record: Self.stamped([1, 2, 3, 4])))
+        #expect(machine.pushAnswered(.pushed) == .receive(.mark(ids: [1, 2, 3], scheduled: [])))
+        #expect(machine.marked() == .linger)
+        // A wake-up that finds nothing: the lingers are used up, so the last mark, then the release.
+        #expect(machine.lingered(notified: true) == .send([.fetch(limit: 10, after: 4), .mark(ids: [4], scheduled: [])]))
+        _ = machine.sent()
+        #expect(machine.fetched(Self.fetched([])) == .receive(.mark(ids: [4], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+        _ = machine.redisReleased()
+        #expect(machine.leaseReleased() == .finished({ var o = LeaseMachine.Outcome(handled: 4, relayed: 4); o.fence = "0:7"; return o }()))
+    }
+
+    @Test func aQuietLingerMarksTheLastPageAndReleasesTheLease() {
+        var machine = Self.chunked(pageSize: 10, batchSize: 10, lingers: 5)
+        _ = machine.fetched(Self.fetched([1]))
+        #expect(machine.pushAnswered(.pushed) == .linger)
+        #expect(machine.ledger.unmarked == Self.stamped([1]), "the record covers the page while the lease lingers")
+        #expect(machine.lingered(notified: false) == .send([.mark(ids: [1], scheduled: [])]))
+        #expect(machine.sent() == .receive(.mark(ids: [1], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+    }
+
+    @Test func aStopDuringALingerMarksAndReleasesTheLease() {
+        var machine = Self.chunked(pageSize: 10, batchSize: 10, lingers: 5)
+        _ = machine.fetched(Self.fetched([1]))
+        #expect(machine.pushAnswered(.pushed) == .linger)
+        machine.requestStop()
+        #expect(machine.lingered(notified: true) == .send([.mark(ids: [1], scheduled: [])]), "no fetch after a stop")
+        _ = machine.sent()
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+
+        var stopped = Self.chunked(pageSize: 10, batchSize: 10, lingers: 5)
+        _ = stopped.fetched(Self.fetched([1]))
+        stopped.requestStop()
+        #expect(stopped.pushAnswered(.pushed) == .send([.mark(ids: [1], scheduled: [])]), "a stop before the linger skips it")
+    }
+
+    @Test func aFailureDuringALingerAbandonsTheLeaseWithItsRecord() {
+        var machine = Self.chunked(pageSize: 10, batchSize: 10, lingers: 5)
+        _ = machine.fetched(Self.fetched([1]))
+        #expect(machine.pushAnswered(.pushed) == .linger)
+        #expect(machine.failed(.serverFailed("gone")) == .abandon(.serverFailed("gone")))
+        #expect(machine.ledger.unmarked == Self.stamped([1]), "the next holder's claim finds row 1 in the record")
+        #expect(machine.lingered(notified: true) == .abandon(.serverFailed("protocol error: lingered in state done")))
+    }
+
+    @Test func aRefusedPushNeverLingers() {
+        var machine = Self.chunked(pageSize: 10, batchSize: 10, lingers: 5)
+        _ = machine.fetched(Self.fetched([1]))
+        #expect(machine.pushAnswered(.refused("wrong type")) == .releaseRedis(fence: "0:7", remaining: []))
+    }
+
+    @Test func oneBatchPerLeaseNeverLingers() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 1, batchSize: 10, carriedLimit: 10, lingers: 5))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: []))
+        _ = machine.sent()
+        _ = machine.fetched(Self.fetched([1]))
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1], scheduled: [])]))
+        _ = machine.sent()
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+    }
+
     @Test func anUnconfirmedClaimAbandonsBeforeAnythingIsFetched() {
         var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
         _ = machine.start()

@@ -21,6 +21,9 @@ final class SimulatedRelay {
     let batchesPerLease: Int
     /// The most keys leased together, as the daemon's ``LeaseGroup``s (1: every key alone).
     let groupSize: Int
+    /// Rows per fetch (the page is pushed in chunks of `batchSize`) and lingers per lease.
+    let pageSize: Int
+    let lingers: Int
     private(set) var phase: Phase = .disconnected
     private var session: Int?
     private var refused = RefusedKeys()
@@ -34,12 +37,14 @@ final class SimulatedRelay {
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
 
-    init(name: Int, database: Int, batchSize: Int, batchesPerLease: Int, groupSize: Int = 1) {
+    init(name: Int, database: Int, batchSize: Int, batchesPerLease: Int, pageSize: Int? = nil, lingers: Int = 0, groupSize: Int = 1) {
         self.name = name
         self.database = database
         self.batchSize = batchSize
         self.batchesPerLease = batchesPerLease
         self.groupSize = groupSize
+        self.pageSize = pageSize ?? batchSize
+        self.lingers = lingers
     }
 
     var isLeasing: Bool {
@@ -121,7 +126,8 @@ final class SimulatedRelay {
             return
         }
         var machine = LeaseMachine(
-            tempo: LeaseTempo(maximumBatches: batchesPerLease, batchSize: batchSize, carriedLimit: tempos[key]),
+            tempo: LeaseTempo(
+                maximumBatches: batchesPerLease, batchSize: batchSize, carriedLimit: tempos[key], pageSize: pageSize, lingers: lingers),
             deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table")
         let action = machine.start()
         phase = .leasing(key: key, machine: machine, action: action, rest: Array(keys.dropFirst()))
@@ -191,11 +197,21 @@ final class SimulatedRelay {
                 return machine.failed(.serverFailed("PostgreSQL answered \(result) to \(statement)"))
             }
         case .plan:
-            let plan = BatchPlan(
-                rows: fetchedRows, encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros, alreadyPushed: machine.alreadyPushed,
-                makeJID: { "000000000000000000000000" })
+            // In chunks of at most the batch size, as the daemon's driver plans a page.
+            var chunks: [BatchPlan] = []
+            var rest = fetchedRows[...]
+            repeat {
+                chunks.append(
+                    BatchPlan(
+                        rows: Array(rest.prefix(machine.pushSize)), encoder: SidekiqJobEncoder(), nowMicros: world.nowMicros,
+                        alreadyPushed: machine.alreadyPushed, makeJID: { "000000000000000000000000" }))
+                rest = rest.dropFirst(machine.pushSize)
+            } while !rest.isEmpty
             fetchedRows = []
-            return machine.planned(plan)
+            return machine.planned(chunks: chunks)
+        case .linger:
+            // A notification came in time, or not.
+            return machine.lingered(notified: world.random.chance(0.5))
         case .push(let plan, let fence, let record):
             let command = FencedPush.push(sha: "", keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
             var push = try FencedPush.pushAnswer(try world.redisScript(.push, command, by: self))

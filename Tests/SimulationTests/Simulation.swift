@@ -91,9 +91,12 @@ final class Simulation {
         waitReplicas = random.chance(0.5)
         faultSteps = random.int(100...600)
         for name in 0..<random.int(1...3) {
+            // Small pages pushed in smaller chunks, and leases that linger on notifications.
+            let batchSize = random.int(1...6)
             relays.append(
                 SimulatedRelay(
-                    name: name, database: random.pick(databases), batchSize: random.int(1...6), batchesPerLease: random.int(1...4),
+                    name: name, database: random.pick(databases), batchSize: batchSize, batchesPerLease: random.int(1...4),
+                    pageSize: batchSize * random.int(1...3) + random.int(0...2), lingers: random.int(0...3),
                     groupSize: random.pick([1, 2, 3, 4])))
         }
         // Every database has a relay.
