@@ -136,7 +136,7 @@ struct PassScheduler {
     }
 
     /// Pending rows read to find their keys, before the pass falls back to one probe per key.
-    static let discoveryPage = 50_000
+    static let discoveryPage = 200_000
     /// Passes that discover by probes after a page found more pending rows than it reads.
     static let passesBetweenPages = 10
 
@@ -148,7 +148,8 @@ struct PassScheduler {
             return nil
         }
         let rows = try postgres.query(settings.queries.discoverKeys(scanningAtMost: Self.discoveryPage))
-        guard rows.count > 0, rows.int64(0, 1) ?? 0 >= Int64(Self.discoveryPage) else { return rows }
+        let scanned = (0..<rows.count).reduce(Int64(0)) { $0 + (rows.int64($1, 1) ?? 0) }
+        guard scanned >= Int64(Self.discoveryPage) else { return rows }
         passesUntilPage = Self.passesBetweenPages
         return nil
     }

@@ -87,7 +87,7 @@ import Testing
         #expect(errors.first?.contains("outbox.split_key_hex=6bff") == true)
     }
 
-    /// Discovery reads the keys of up to 50,000 pending rows in one index scan, and falls back to
+    /// Discovery reads the keys of up to 200,000 pending rows in one index scan, and falls back to
     /// one probe per key when there are more; either way every key, NULL last. Passes over 8 keys
     /// or more lease them in groups, except NULL and keys with a carried-over backlog.
     @Test func discoveryFindsEveryKeyOnEitherSideOfThePageAndGroupsManyKeys() throws {
