@@ -7,7 +7,8 @@ import Testing
 /// batches, private PostgreSQL and Redis servers to break, and the final check: every row pushed
 /// exactly once, marked, and in row order per queue.
 final class FaultScenario {
-    static let keys = ["k0", "k1", "k2", "k3"]
+    /// The split keys, each also the name of its rows' queue.
+    let keys: [String]
 
     let postgres: PrivatePostgres
     let redis: PrivateRedis
@@ -17,7 +18,8 @@ final class FaultScenario {
     let relayArguments: [String]
     private var admin: PostgresConnection?
 
-    init(instances: Int, rows: Int, batchSize: Int = 20, redisArguments: [String] = []) throws {
+    init(instances: Int, rows: Int, keys: Int = 4, batchSize: Int = 20, redisArguments: [String] = []) throws {
+        self.keys = (0..<keys).map { "k\($0)" }
         postgres = try PrivatePostgres()
         redis = try PrivateRedis(extraArguments: redisArguments)
         relays = Array(repeating: nil, count: instances)
@@ -30,10 +32,10 @@ final class FaultScenario {
         try connection.query(SQLStatement(
             """
             INSERT INTO event_store_outbox (split_key, format, payload, created_at) \
-            SELECT 'k' || (n % 4), 'sidekiq5', convert_to(json_build_object('class', 'FaultJob', 'queue', 'k' || (n % 4), \
+            SELECT 'k' || (n % $2::int), 'sidekiq5', convert_to(json_build_object('class', 'FaultJob', 'queue', 'k' || (n % $2::int), \
             'args', json_build_array(n), 'jid', lpad(to_hex(n), 24, '0'))::text, 'UTF8'), now() AT TIME ZONE 'utc' \
             FROM generate_series(1, $1::int) AS n ORDER BY n
-            """, [String(rows)]))
+            """, [String(rows), String(keys)]))
         let all = try connection.query(SQLStatement("SELECT split_key, id FROM event_store_outbox ORDER BY id"))
         for row in 0..<all.count { ids[all.text(row, 0)!, default: []].append(all.int64(row, 1)!) }
     }
@@ -91,7 +93,7 @@ final class FaultScenario {
         #expect(pending() == 0, "every row is marked")
         let client = try RedisConnection(endpoint: redis.adminEndpoint, timeout: 5)
         var total = 0
-        for key in Self.keys {
+        for key in keys {
             guard case .array(let items) = try client.send([RedisCommand("LRANGE", "queue:\(key)", "0", "-1")])[0] else {
                 Issue.record("queue:\(key) is missing")
                 continue

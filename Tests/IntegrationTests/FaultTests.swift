@@ -23,6 +23,29 @@ import Testing
         try scenario.verify()
     }
 
+    /// 4,000 keys of 5 rows: the relays lease them in groups of 128, three groups in flight, while
+    /// they are killed and their backends terminated at random moments.
+    @Test func killDashNineAndTerminatedBackendsWhileLeasingManyKeysInGroups() throws {
+        let scenario = try FaultScenario(instances: 3, rows: 20_000, keys: 4_000)
+        try scenario.startAll()
+        var faults = 0
+        try scenario.drain { round in
+            Thread.sleep(forTimeInterval: Double.random(in: 0.02...0.1))
+            if round % 2 == 0 {
+                let victim = Int.random(in: 0..<3)
+                scenario.kill(victim)
+                try scenario.start(victim)
+            } else {
+                _ = try? scenario.adminConnection().query(SQLStatement(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'outbox-relay@%'"))
+            }
+            faults += 1
+        }
+        #expect(faults >= 5, "\(faults) faults before the rows ran out")
+        #expect(scenario.logs.contains("outbox.split_keys="), "keys were leased in groups")
+        try scenario.verify()
+    }
+
     @Test func terminatedBackendsAndAPostgreSQLRestart() throws {
         let scenario = try FaultScenario(instances: 2, rows: Self.rows)
         try scenario.startAll()
