@@ -39,30 +39,52 @@ public enum FencedPush {
     /// promotion rewound the cluster's transaction ids; any other fence compares as usual, so two
     /// holders racing to start the epoch cannot both win. A new epoch forgets the record: its ids
     /// belong to a history the database lost, and may since name other rows.
-    public static let claimScript = helpers + """
+    public static let claimScript = helpers + claimFunction + """
 
-        for i = 1, 2 do
-          local t = kind(KEYS[i])
-          if t ~= 'none' and t ~= 'string' then return {-1, KEYS[i], t, 'string'} end
-        end
-        local seen = redis.call('GET', KEYS[1])
-        local epoch = '0'
-        if seen then
-          local e, x = parse(seen)
-          epoch = e
-          if ARGV[3] ~= '' and seen == ARGV[3] then
-            epoch = tostring(tonumber(e) + 1)
-            -- The record names rows of a history the database no longer has: their ids may now
-            -- be other rows. Forget it (those rows, if still there, are pushed once more).
-            redis.call('DEL', KEYS[2])
-          elseif greater(x, ARGV[1]) then
-            return {0, seen}
+        return claim(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+        """
+
+    /// One lease's claim, as a Lua function of the fence key, the record key, the xid, the ttl and
+    /// the rewound fence (see ``claimScript``).
+    static let claimFunction = """
+
+        local function claim(fenceKey, recordKey, xid, ttl, rewound)
+          for _, key in ipairs({fenceKey, recordKey}) do
+            local t = kind(key)
+            if t ~= 'none' and t ~= 'string' then return {-1, key, t, 'string'} end
           end
+          local seen = redis.call('GET', fenceKey)
+          local epoch = '0'
+          if seen then
+            local e, x = parse(seen)
+            epoch = e
+            if rewound ~= '' and seen == rewound then
+              epoch = tostring(tonumber(e) + 1)
+              -- The record names rows of a history the database no longer has: their ids may now
+              -- be other rows. Forget it (those rows, if still there, are pushed once more).
+              redis.call('DEL', recordKey)
+            elseif greater(x, xid) then
+              return {0, seen}
+            end
+          end
+          local fence = epoch .. ':' .. xid
+          redis.call('SET', fenceKey, fence, 'EX', ttl)
+          local record = redis.call('GET', recordKey) or ''
+          return {1, record, fence}
         end
-        local fence = epoch .. ':' .. ARGV[1]
-        redis.call('SET', KEYS[1], fence, 'EX', ARGV[2])
-        local record = redis.call('GET', KEYS[2]) or ''
-        return {1, record, fence}
+        """
+
+    /// The claims of a group of leases in one call. KEYS: fence and record of each lease, in turn.
+    /// ARGV: xid (one for the whole group, the transaction that took its locks), ttl, then each
+    /// lease's rewound fence (or ''). Returns each lease's claim answer (as ``claimScript``'s), in
+    /// order; each lease is claimed exactly as alone.
+    public static let claimGroupScript = helpers + claimFunction + """
+
+        local answers = {}
+        for i = 1, #KEYS / 2 do
+          answers[i] = claim(KEYS[2 * i - 1], KEYS[2 * i], ARGV[1], ARGV[2], ARGV[2 + i])
+        end
+        return answers
         """
 
     /// KEYS: fence, record, queues set, schedule, then one list per queue.
@@ -124,10 +146,27 @@ public enum FencedPush {
 
     /// KEYS: fence, record. ARGV: fence, ttl, ids. If the fence still holds the token, the record
     /// keeps only `ids`, or goes when there are none.
-    public static let releaseScript = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then
-          if ARGV[3] == '' then redis.call('DEL', KEYS[2])
-          else redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2]) end
+    public static let releaseScript = releaseFunction + """
+
+        return release(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3])
+        """
+
+    static let releaseFunction = """
+        local function release(fenceKey, recordKey, fence, ttl, ids)
+          if redis.call('GET', fenceKey) == fence then
+            if ids == '' then redis.call('DEL', recordKey)
+            else redis.call('SET', recordKey, fence .. ':' .. ids, 'EX', ttl) end
+          end
+          return 1
+        end
+        """
+
+    /// The releases of a group of leases in one call. KEYS: fence and record of each lease, in
+    /// turn. ARGV: ttl, then each lease's fence and remaining ids. Each is released as alone.
+    public static let releaseGroupScript = releaseFunction + """
+
+        for i = 1, #KEYS / 2 do
+          release(KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i], ARGV[1], ARGV[2 * i + 1])
         end
         return 1
         """
@@ -238,6 +277,30 @@ public enum FencedPush {
             arguments.append(Array(pair.score.utf8))
             arguments.append(pair.json)
         }
+        return RedisCommand(arguments)
+    }
+
+    /// The claims of a group's leases, all with the group's `xid` (see ``claimGroupScript``).
+    public static func claimGroup(sha: String, leases: [(keys: Keys, rewound: String?)], xid: Int64) -> RedisCommand {
+        var arguments = ["EVALSHA", sha, String(2 * leases.count)]
+        for lease in leases { arguments += [lease.keys.fence, lease.keys.record] }
+        arguments += [String(xid), String(recordSeconds)] + leases.map { $0.rewound ?? "" }
+        return RedisCommand(arguments.map { Array($0.utf8) })
+    }
+
+    /// The claim answers of ``claimGroupScript``, one per lease, or the reply itself when it is not
+    /// an array of `count` answers (an error).
+    public static func claimGroupAnswers(_ reply: RedisReply, count: Int) -> [RedisReply]? {
+        guard case .array(let answers) = reply, answers.count == count else { return nil }
+        return answers
+    }
+
+    /// The releases of a group's leases (see ``releaseGroupScript``).
+    public static func releaseGroup(sha: String, leases: [(keys: Keys, fence: String, remaining: RecordedRows)]) -> RedisCommand {
+        var arguments: [[UInt8]] = ["EVALSHA", sha, String(2 * leases.count)].map { Array($0.utf8) }
+        for lease in leases { arguments += [Array(lease.keys.fence.utf8), Array(lease.keys.record.utf8)] }
+        arguments.append(Array(String(recordSeconds).utf8))
+        for lease in leases { arguments += [Array(lease.fence.utf8), lease.remaining.text] }
         return RedisCommand(arguments)
     }
 

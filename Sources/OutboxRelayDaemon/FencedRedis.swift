@@ -14,6 +14,8 @@ final class FencedRedis {
     private let claimSHA: String
     private let pushSHA: String
     private let releaseSHA: String
+    private let claimGroupSHA: String
+    private let releaseGroupSHA: String
     private let wait: RedisCommand?
     private let waitReplicas: Int
     private let requireMaster: Bool
@@ -28,13 +30,15 @@ final class FencedRedis {
         waitReplicas = replication.waitReplicas
         wait = replication.waitReplicas > 0
             ? RedisCommand("WAIT", String(replication.waitReplicas), String(max(1, Int(replication.waitTimeout * 1000)))) : nil
-        let replies = try connection.send(
-            [FencedPush.claimScript, FencedPush.pushScript, FencedPush.releaseScript].map { RedisCommand("SCRIPT", "LOAD", $0) })
+        let scripts = [
+            FencedPush.claimScript, FencedPush.pushScript, FencedPush.releaseScript, FencedPush.claimGroupScript, FencedPush.releaseGroupScript,
+        ]
+        let replies = try connection.send(scripts.map { RedisCommand("SCRIPT", "LOAD", $0) })
         let shas = replies.compactMap(\.text)
-        guard shas.count == 3, replies.allSatisfy({ if case .bulk = $0 { true } else { false } }) else {
+        guard shas.count == scripts.count, replies.allSatisfy({ if case .bulk = $0 { true } else { false } }) else {
             throw RedisError(.connectionFailed, "Redis refused to load the relay's scripts: \(replies)")
         }
-        (claimSHA, pushSHA, releaseSHA) = (shas[0], shas[1], shas[2])
+        (claimSHA, pushSHA, releaseSHA, claimGroupSHA, releaseGroupSHA) = (shas[0], shas[1], shas[2], shas[3], shas[4])
         if requireMaster { try checkRole() }
     }
 
@@ -74,12 +78,20 @@ final class FencedRedis {
         return push
     }
 
-    /// Claims the fences of a group's leases in one pipeline (one `WAIT` after all of them).
+    /// Claims the fences of a group's leases, which share the xid of the statement that took their
+    /// locks, in one script call (``FencedPush/claimGroupScript``), then one `WAIT`.
     func claim(_ leases: [(keys: FencedPush.Keys, xid: Int64, rewound: String?)]) throws -> [LeaseMachine.Claim] {
-        let commands = leases.map { FencedPush.claim(sha: claimSHA, keys: $0.keys, xid: $0.xid, rewound: $0.rewound) }
-        let replies = try connection.send(commands + (wait.map { [$0] } ?? []))
-        let why = unconfirmed(all: replies, scripts: commands.count)
-        return try replies.prefix(commands.count).map { reply in
+        guard let xid = leases.first?.xid, leases.allSatisfy({ $0.xid == xid }) else {
+            throw RelayProblem.unexpectedReply("the group's claims", "leases of one group with different transaction ids")
+        }
+        let command = FencedPush.claimGroup(sha: claimGroupSHA, leases: leases.map { ($0.keys, $0.rewound) }, xid: xid)
+        let replies = try connection.send([command] + (wait.map { [$0] } ?? []))
+        guard let answers = FencedPush.claimGroupAnswers(replies[0], count: leases.count) else {
+            _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(replies[0]) }
+            throw RelayProblem.unexpectedReply("the group's claim script", "\(replies[0])")
+        }
+        let why = unconfirmed(all: replies, scripts: 1)
+        return try answers.map { reply in
             let claim = try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(reply) }
             if case .granted = claim, let why { return .unconfirmed("the claim: \(why)") }
             return claim
@@ -103,12 +115,9 @@ final class FencedRedis {
         }
     }
 
-    /// Ends a group's leases in Redis in one pipeline.
+    /// Ends a group's leases in Redis in one script call (``FencedPush/releaseGroupScript``).
     func release(_ leases: [(keys: FencedPush.Keys, fence: String, remaining: RecordedRows)]) throws {
-        let replies = try connection.send(leases.map { FencedPush.release(sha: releaseSHA, keys: $0.keys, fence: $0.fence, remaining: $0.remaining) })
-        for reply in replies {
-            if case .error = reply { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) } }
-        }
+        _ = try call(FencedPush.releaseGroup(sha: releaseGroupSHA, leases: leases))
     }
 
     /// Why the `WAIT` after `scripts` pipelined scripts does not confirm them, or nil.

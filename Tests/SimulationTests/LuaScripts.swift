@@ -1,18 +1,20 @@
 import CLua
 import OutboxRelay
 
-/// The relay's three Lua scripts (``FencedPush``), run by Lua 5.1 as Redis runs them, against a
+/// The relay's Lua scripts (``FencedPush``), run by Lua 5.1 as Redis runs them, against a
 /// ``RedisModel``: `redis.call` raises on an error reply and the script stops there, keeping the
 /// writes it made before, as real Redis does.
 final class LuaScripts {
     enum Script: Int, CaseIterable {
-        case claim, push, release
+        case claim, push, release, claimGroup, releaseGroup
 
         var source: String {
             switch self {
             case .claim: FencedPush.claimScript
             case .push: FencedPush.pushScript
             case .release: FencedPush.releaseScript
+            case .claimGroup: FencedPush.claimGroupScript
+            case .releaseGroup: FencedPush.releaseGroupScript
             }
         }
     }

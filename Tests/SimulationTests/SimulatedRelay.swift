@@ -406,13 +406,17 @@ extension SimulatedRelay {
             let xids = try world.postgres.tryLeases(session, leases: members.map { leaseKey(keys[$0]).value })
             for (index, xid) in zip(members, xids) { flight.group.answer(index) { $0.leaseAnswered(xid: xid) } }
         case .claim:
-            var claims: [LeaseMachine.Claim] = []
-            for index in members {
+            // One script call for the group (its members share the lock statement's xid), then one WAIT.
+            let leases = members.map { index -> (keys: FencedPush.Keys, rewound: String?, xid: Int64) in
                 guard case .claim(let xid, let rewound) = flight.group.action(of: index) else { fatalError("not a claim") }
-                let command = FencedPush.claim(sha: "", keys: fenceKeys(keys[index], in: world), xid: xid, rewound: rewound)
-                claims.append(try FencedPush.claimAnswer(try world.redisScript(.claim, command, by: self)))
+                return (fenceKeys(keys[index], in: world), rewound, xid)
             }
-            // One WAIT after the pipeline.
+            let command = FencedPush.claimGroup(sha: "", leases: leases.map { ($0.keys, $0.rewound) }, xid: leases[0].xid)
+            let reply = try world.redisScript(.claimGroup, command, by: self)
+            guard let answers = FencedPush.claimGroupAnswers(reply, count: members.count) else {
+                throw Simulation.ScriptFailed(message: "\(reply)")
+            }
+            var claims = try answers.map { try FencedPush.claimAnswer($0) }
             if world.waitReplicas, claims.contains(where: { if case .granted = $0 { true } else { false } }), !world.redisWait() {
                 claims = claims.map { if case .granted = $0 { .unconfirmed("0 of 1 replicas") } else { $0 } }
             }
@@ -448,11 +452,12 @@ extension SimulatedRelay {
                 flight.group.answer(index) { $0.skipped() }
             }
         case .releaseRedis:
-            for index in members {
+            let leases = members.map { index -> (keys: FencedPush.Keys, fence: String, remaining: RecordedRows) in
                 guard case .releaseRedis(let fence, let remaining) = flight.group.action(of: index) else { fatalError("not a release") }
-                let command = FencedPush.release(sha: "", keys: fenceKeys(keys[index], in: world), fence: fence, remaining: remaining)
-                if case .error(let message) = try world.redisScript(.release, command, by: self) { throw Simulation.ScriptFailed(message: message) }
+                return (fenceKeys(keys[index], in: world), fence, remaining)
             }
+            let reply = try world.redisScript(.releaseGroup, FencedPush.releaseGroup(sha: "", leases: leases), by: self)
+            if case .error(let message) = reply { throw Simulation.ScriptFailed(message: message) }
             for index in members { flight.group.answer(index) { $0.redisReleased() } }
         case .releaseLease:
             for index in members { try world.postgres.releaseLease(session, lease: leaseKey(keys[index]).value) }
