@@ -78,15 +78,22 @@ final class FencedRedis {
         return push
     }
 
-    /// Claims the fences of a group's leases, which share the xid of the statement that took their
-    /// locks, in one script call (``FencedPush/claimGroupScript``), then one `WAIT`.
-    func claim(_ leases: [(keys: FencedPush.Keys, xid: Int64, rewound: String?)]) throws -> [LeaseMachine.Claim] {
+    // A group's calls are sent without waiting (``sendClaims(_:)``, ``sendPushes(_:sidekiq:)``,
+    // ``sendReleases(_:)``, each returning how many replies to read), and their replies, read
+    // later with ``receive(_:)``, are answered by ``claims(_:)``, ``pushes(_:)`` and ``releases(_:)``.
+
+    /// Sends the claims of a group's leases, which share the xid of the statement that took their
+    /// locks, as one script call (``FencedPush/claimGroupScript``), then one `WAIT`.
+    func sendClaims(_ leases: [(keys: FencedPush.Keys, xid: Int64, rewound: String?)]) throws -> Int {
         guard let xid = leases.first?.xid, leases.allSatisfy({ $0.xid == xid }) else {
             throw RelayProblem.unexpectedReply("the group's claims", "leases of one group with different transaction ids")
         }
-        let command = FencedPush.claimGroup(sha: claimGroupSHA, leases: leases.map { ($0.keys, $0.rewound) }, xid: xid)
-        let replies = try connection.send([command] + (wait.map { [$0] } ?? []))
-        guard let answers = FencedPush.claimGroupAnswers(replies[0], count: leases.count) else {
+        return try sendWithoutWaiting([FencedPush.claimGroup(sha: claimGroupSHA, leases: leases.map { ($0.keys, $0.rewound) }, xid: xid)])
+    }
+
+    /// Each lease's claim, from the replies of ``sendClaims(_:)``.
+    func claims(_ replies: [RedisReply], count: Int) throws -> [LeaseMachine.Claim] {
+        guard let answers = FencedPush.claimGroupAnswers(replies[0], count: count) else {
             _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.claimAnswer(replies[0]) }
             throw RelayProblem.unexpectedReply("the group's claim script", "\(replies[0])")
         }
@@ -98,26 +105,47 @@ final class FencedRedis {
         }
     }
 
-    /// Pushes a group's batches in one pipeline (one `WAIT` after all of them); each answer is its
-    /// batch's, and a fenced push throws as ``push(_:keys:sidekiq:fence:record:)`` does.
-    func push(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordedRows)], sidekiq: SidekiqKeys) throws
-        -> [LeaseMachine.Push]
+    /// Sends a group's batches as one pipeline of push scripts (one `WAIT` after all of them).
+    func sendPushes(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordedRows)], sidekiq: SidekiqKeys) throws
+        -> Int
     {
-        let commands = batches.map {
+        try sendWithoutWaiting(batches.map {
             FencedPush.push(sha: pushSHA, keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record)
-        }
-        let replies = try connection.send(commands + (wait.map { [$0] } ?? []))
-        let why = unconfirmed(all: replies, scripts: commands.count)
-        return try replies.prefix(commands.count).map { reply in
+        })
+    }
+
+    /// Each batch's push, from the replies of ``sendPushes(_:sidekiq:)``; a fenced push throws as
+    /// ``push(_:keys:sidekiq:fence:record:)`` does.
+    func pushes(_ replies: [RedisReply], count: Int) throws -> [LeaseMachine.Push] {
+        let why = unconfirmed(all: replies, scripts: count)
+        return try replies.prefix(count).map { reply in
             let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) }
             if push == .pushed, let why { return .unconfirmed("the push: \(why)") }
             return push
         }
     }
 
-    /// Ends a group's leases in Redis in one script call (``FencedPush/releaseGroupScript``).
-    func release(_ leases: [(keys: FencedPush.Keys, fence: String, remaining: RecordedRows)]) throws {
-        _ = try call(FencedPush.releaseGroup(sha: releaseGroupSHA, leases: leases))
+    /// Sends the releases of a group's leases as one script call (``FencedPush/releaseGroupScript``).
+    func sendReleases(_ leases: [(keys: FencedPush.Keys, fence: String, remaining: RecordedRows)]) throws -> Int {
+        try connection.sendWithoutWaiting([FencedPush.releaseGroup(sha: releaseGroupSHA, leases: leases)])
+        return 1
+    }
+
+    /// Checks the reply of ``sendReleases(_:)``.
+    func releases(_ replies: [RedisReply]) throws {
+        if case .error = replies[0] { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(replies[0]) } }
+    }
+
+    /// Reads `count` replies of calls sent without waiting.
+    func receive(_ count: Int) throws -> [RedisReply] {
+        try connection.receive(count)
+    }
+
+    /// Sends `scripts` followed by `WAIT` when replicas must acknowledge; returns the replies to read.
+    private func sendWithoutWaiting(_ scripts: [RedisCommand]) throws -> Int {
+        let commands = scripts + (wait.map { [$0] } ?? [])
+        try connection.sendWithoutWaiting(commands)
+        return commands.count
     }
 
     /// Why the `WAIT` after `scripts` pipelined scripts does not confirm them, or nil.

@@ -33,8 +33,10 @@ extension LeaseRun {
             let held = flights.flatMap { flight in flight.locked.map { flight.leases[$0] } }
             if !held.isEmpty, postgres.isHealthy { _ = try? postgres.query(configuration.queries.releaseLeases(held)) }
         }
-        // Chunks whose flight has a statement in the pipeline, oldest first: results come in this order.
+        // Chunks whose flight has a statement in PostgreSQL's pipeline, or a call in Redis's, oldest
+        // first: results and replies come back in this order.
         var sent: [Int] = []
+        var sentToRedis: [Int] = []
         while true {
             if stop.isStopRequested {
                 waiting = waiting[waiting.endIndex...]
@@ -68,15 +70,23 @@ extension LeaseRun {
                     try flights[index].sendPostgres(self)
                     sent.append(flights[index].chunk)
                 }
-                if let index = flights.firstIndex(where: { $0.waitsForRedisOrPlan }) {
-                    // PostgreSQL works through the pipeline meanwhile.
+                // And every Redis call that is ready.
+                for index in flights.indices where !flights[index].isSent && flights[index].waitsForRedis {
+                    try flights[index].sendRedis(self)
+                    sentToRedis.append(flights[index].chunk)
+                }
+                if let index = flights.firstIndex(where: { $0.waitsForPlan }) {
+                    // Both servers work through what they were sent meanwhile.
                     try flights[index].perform(self, skipped: &skipped)
+                } else if let oldest = sentToRedis.first, let index = flights.firstIndex(where: { $0.chunk == oldest }) {
+                    sentToRedis.removeFirst()
+                    try flights[index].receiveRedis(self)
                 } else if let oldest = sent.first, let index = flights.firstIndex(where: { $0.chunk == oldest }) {
                     sent.removeFirst()
                     try flights[index].receivePostgres(self)
-                } else {
-                    // Asking for the next transaction id, with nothing in the pipeline.
-                    try flights[0].perform(self, skipped: &skipped)
+                } else if let index = flights.firstIndex(where: { !$0.isSent }) {
+                    // Asking for the next transaction id, with nothing in either pipeline.
+                    try flights[index].perform(self, skipped: &skipped)
                 }
             } catch {
                 // The groups are abandoned with their records: the next holders' claims learn what
@@ -123,8 +133,10 @@ struct GroupFlight {
     let chunk: Int
     /// The step to carry out next; nil once carried out.
     private(set) var step: LeaseGroup.Step?
-    /// Whether the step's statement is in the pipeline, its result not received yet.
+    /// Whether the step's statement or Redis call is sent, its result not received yet.
     private(set) var isSent = false
+    /// Replies to read for the Redis call sent.
+    private var redisReplies = 0
 
     init(_ keys: [SplitKey], chunk: Int, run: LeaseRun, deadLetterProblem: String?) {
         self.chunk = chunk
@@ -156,10 +168,16 @@ struct GroupFlight {
         return Self.isStatement(phase)
     }
 
-    /// Whether the step is carried out here without PostgreSQL: a Redis pipeline, a plan, a skip.
-    var waitsForRedisOrPlan: Bool {
+    /// Whether the step is a Redis call (sent or not).
+    var waitsForRedis: Bool {
         guard case .perform(let phase, _) = step else { return false }
-        return !Self.isStatement(phase) && phase != .askNextTransactionID
+        return phase == .claim || phase == .push || phase == .releaseRedis
+    }
+
+    /// Whether the step is carried out here, without a server: a plan or a skip.
+    var waitsForPlan: Bool {
+        guard case .perform(let phase, _) = step else { return false }
+        return phase == .plan || phase == .skip
     }
 
     /// Carries out the step, waiting for its answer.
@@ -168,6 +186,9 @@ struct GroupFlight {
         if Self.isStatement(phase) {
             try sendPostgres(run)
             try receivePostgres(run)
+        } else if waitsForRedis {
+            try sendRedis(run)
+            try receiveRedis(run)
         } else {
             try performHere(run, skipped: &skipped)
         }
@@ -252,19 +273,60 @@ struct GroupFlight {
         }
     }
 
-    /// Carries out a step that is not one statement: Redis pipelines, plans, skips, and asking
-    /// for the next transaction id.
+    /// Sends the step's Redis call without waiting for its replies.
+    mutating func sendRedis(_ run: LeaseRun) throws {
+        guard case .perform(let phase, let members) = step else { return }
+        switch phase {
+        case .claim:
+            redisReplies = try run.redis.sendClaims(members.map { index in
+                guard case .claim(let xid, let rewound) = group.action(of: index) else { preconditionFailure("not a claim") }
+                return (fences[index], xid, rewound)
+            })
+        case .push:
+            redisReplies = try run.redis.sendPushes(
+                members.map { index in
+                    guard case .push(let plan, let fence, let record) = group.action(of: index) else { preconditionFailure("not a push") }
+                    return (plan, fences[index], fence, record)
+                }, sidekiq: run.configuration.keys)
+        case .releaseRedis:
+            redisReplies = try run.redis.sendReleases(members.map { index in
+                guard case .releaseRedis(let fence, let remaining) = group.action(of: index) else { preconditionFailure("not a release") }
+                return (fences[index], fence, remaining)
+            })
+        default:
+            preconditionFailure("\(phase) is not a Redis call")
+        }
+        isSent = true
+    }
+
+    /// Reads the replies of the call ``sendRedis(_:)`` sent, and answers the members.
+    mutating func receiveRedis(_ run: LeaseRun) throws {
+        guard case .perform(let phase, let members) = step else { return }
+        step = nil
+        isSent = false
+        let replies = try run.redis.receive(redisReplies)
+        switch phase {
+        case .claim:
+            let claims = try run.redis.claims(replies, count: members.count)
+            for (claim, index) in zip(claims, members) { group.answer(index) { $0.claimAnswered(claim) } }
+        case .push:
+            let pushes = try run.redis.pushes(replies, count: members.count)
+            for (push, index) in zip(pushes, members) { group.answer(index) { $0.pushAnswered(push) } }
+        case .releaseRedis:
+            try run.redis.releases(replies)
+            for index in members { group.answer(index) { $0.redisReleased() } }
+        default:
+            preconditionFailure("\(phase) is not a Redis call")
+        }
+    }
+
+    /// Carries out a step that needs no pipeline: plans, skips, and asking for the next
+    /// transaction id.
     private mutating func performHere(_ run: LeaseRun, skipped: inout SkippedRows) throws {
         guard case .perform(let phase, let members) = step else { return }
         step = nil
         let keys = group.keys
         switch phase {
-        case .claim:
-            let claims = try run.redis.claim(members.map { index in
-                guard case .claim(let xid, let rewound) = group.action(of: index) else { preconditionFailure("not a claim") }
-                return (fences[index], xid, rewound)
-            })
-            for (claim, index) in zip(claims, members) { group.answer(index) { $0.claimAnswered(claim) } }
         case .askNextTransactionID:
             for index in members {
                 guard let next = try run.postgres.query(OutboxQueries.nextTransactionID).int64(0, 0) else {
@@ -279,27 +341,14 @@ struct GroupFlight {
                     alreadyPushed: group.alreadyPushed(of: index), makeJID: run.makeJID)
                 group.answer(index) { $0.planned(plan) }
             }
-        case .push:
-            let pushes = try run.redis.push(
-                members.map { index in
-                    guard case .push(let plan, let fence, let record) = group.action(of: index) else { preconditionFailure("not a push") }
-                    return (plan, fences[index], fence, record)
-                }, sidekiq: run.configuration.keys)
-            for (push, index) in zip(pushes, members) { group.answer(index) { $0.pushAnswered(push) } }
         case .skip:
             for index in members {
                 guard case .skip(let rejections, let reason) = group.action(of: index) else { preconditionFailure("not a skip") }
                 run.skip(rejections, because: reason, key: keys[index], skipped: &skipped)
                 group.answer(index) { $0.skipped() }
             }
-        case .releaseRedis:
-            try run.redis.release(members.map { index in
-                guard case .releaseRedis(let fence, let remaining) = group.action(of: index) else { preconditionFailure("not a release") }
-                return (fences[index], fence, remaining)
-            })
-            for index in members { group.answer(index) { $0.redisReleased() } }
-        case .tryLease, .fetch, .deadLetter, .mark, .releaseLease:
-            preconditionFailure("\(phase) is a statement")
+        case .tryLease, .fetch, .deadLetter, .mark, .releaseLease, .claim, .push, .releaseRedis:
+            preconditionFailure("\(phase) is sent to a server")
         }
     }
 

@@ -70,6 +70,32 @@ public final class RedisConnection {
         try send(commands, connecting: false)
     }
 
+    /// Sends `commands` in one write without reading their replies, which ``receive(_:)`` reads
+    /// later, in order (Redis answers while the caller does other work).
+    public func sendWithoutWaiting(_ commands: [RedisCommand]) throws(RedisError) {
+        guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }
+        do {
+            try write(commands)
+        } catch {
+            isBroken = true
+            throw RedisError(.connectionLost, "lost the connection to Redis at \(endpoint): \(error.message)")
+        }
+    }
+
+    /// Reads the next `count` replies to commands sent with ``sendWithoutWaiting(_:)``.
+    public func receive(_ count: Int) throws(RedisError) -> [RedisReply] {
+        guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }
+        do {
+            var replies: [RedisReply] = []
+            replies.reserveCapacity(count)
+            while replies.count < count { replies.append(try readReply()) }
+            return replies
+        } catch {
+            isBroken = true
+            throw RedisError(.connectionLost, "lost the connection to Redis at \(endpoint): \(error.message)")
+        }
+    }
+
     private func send(_ commands: [RedisCommand], connecting: Bool) throws(RedisError) -> [RedisReply] {
         guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }
         do {

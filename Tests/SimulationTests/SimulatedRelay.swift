@@ -260,6 +260,15 @@ struct GroupFlight {
     var awaiting: (phase: LeaseGroup.Phase, members: [Int])?
     /// When the awaited statement was sent: results come in the order sent.
     var sentAt: Int?
+    /// A Redis call that ran, whose replies the relay has not read yet (in the order sent).
+    var redisAnswered: RedisAnswered?
+    var redisSentAt: Int?
+
+    enum RedisAnswered {
+        case claims([Int], [LeaseMachine.Claim])
+        case pushes([Int], [LeaseMachine.Push])
+        case released([Int])
+    }
     /// The rows each member fetched, until the group asks for their plan.
     var fetched: [Int: [OutboxRow]] = [:]
 }
@@ -286,7 +295,7 @@ extension SimulatedRelay {
             phase = .passing(keys: again + rest)
             return
         }
-        for index in flights.indices where flights[index].step == nil && flights[index].awaiting == nil {
+        for index in flights.indices where flights[index].step == nil && flights[index].awaiting == nil && flights[index].redisAnswered == nil {
             flights[index].step = flights[index].group.nextStep()
         }
         if let index = flights.firstIndex(where: { if case .finished = $0.step { true } else { false } }),
@@ -307,8 +316,10 @@ extension SimulatedRelay {
             return
         }
         let oldestSent = flights.compactMap(\.sentAt).min()
+        let oldestSentToRedis = flights.compactMap(\.redisSentAt).min()
         let ready = flights.indices.filter { index in
             if let sentAt = flights[index].sentAt { return sentAt == oldestSent }
+            if let sentAt = flights[index].redisSentAt { return sentAt == oldestSentToRedis }
             guard case .perform(let step, _) = flights[index].step else { return false }
             return step != .askNextTransactionID || oldestSent == nil
         }
@@ -320,6 +331,19 @@ extension SimulatedRelay {
                 world.trace("relay \(name) group \(keys): received \(awaiting.phase) of \(awaiting.members)")
                 flights[index].awaiting = nil
                 flights[index].sentAt = nil
+            } else if let answered = flights[index].redisAnswered {
+                // The relay reads the replies of a Redis call that ran steps ago.
+                switch answered {
+                case .claims(let members, let claims):
+                    for (member, claim) in zip(members, claims) { flights[index].group.answer(member) { $0.claimAnswered(claim) } }
+                case .pushes(let members, let pushes):
+                    for (member, push) in zip(members, pushes) { flights[index].group.answer(member) { $0.pushAnswered(push) } }
+                case .released(let members):
+                    for member in members { flights[index].group.answer(member) { $0.redisReleased() } }
+                }
+                world.trace("relay \(name) group \(keys): read the Redis replies")
+                flights[index].redisAnswered = nil
+                flights[index].redisSentAt = nil
             } else if case .perform(let step, let members) = flights[index].step {
                 world.trace("relay \(name) group \(keys): \(step) \(members.map { Self.describe(flights[index].group.action(of: $0)) })")
                 flights[index].step = nil
@@ -330,6 +354,7 @@ extension SimulatedRelay {
                     flights[index].sentAt = world.now
                 default:
                     try performGroup(step, members, flight: &flights[index], in: world)
+                    if flights[index].redisAnswered != nil { flights[index].redisSentAt = world.now }
                 }
             }
             phase = .grouping(flights: flights, waiting: waiting, again: again, rest: rest)
@@ -420,7 +445,8 @@ extension SimulatedRelay {
             if world.waitReplicas, claims.contains(where: { if case .granted = $0 { true } else { false } }), !world.redisWait() {
                 claims = claims.map { if case .granted = $0 { .unconfirmed("0 of 1 replicas") } else { $0 } }
             }
-            for (index, claim) in zip(members, claims) { flight.group.answer(index) { $0.claimAnswered(claim) } }
+            // Sent without waiting: the replies are read in a later step.
+            flight.redisAnswered = .claims(members, claims)
         case .askNextTransactionID:
             for index in members {
                 let next = try world.postgres.nextTransactionID(session)
@@ -444,7 +470,7 @@ extension SimulatedRelay {
             if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
                 pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
             }
-            for (index, push) in zip(members, pushes) { flight.group.answer(index) { $0.pushAnswered(push) } }
+            flight.redisAnswered = .pushes(members, pushes)
         case .skip:
             for index in members {
                 guard case .skip(let rejections, _) = flight.group.action(of: index) else { fatalError("not a skip") }
@@ -458,7 +484,7 @@ extension SimulatedRelay {
             }
             let reply = try world.redisScript(.releaseGroup, FencedPush.releaseGroup(sha: "", leases: leases), by: self)
             if case .error(let message) = reply { throw Simulation.ScriptFailed(message: message) }
-            for index in members { flight.group.answer(index) { $0.redisReleased() } }
+            flight.redisAnswered = .released(members)
         case .releaseLease:
             for index in members { try world.postgres.releaseLease(session, lease: leaseKey(keys[index]).value) }
             for index in members { flight.group.answer(index) { $0.leaseReleased() } }
