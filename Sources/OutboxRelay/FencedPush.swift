@@ -209,7 +209,7 @@ public enum FencedPush {
     /// The claim script's answer (see ``claimScript``).
     public static func claimAnswer(_ reply: RedisReply) throws(Refusal) -> LeaseMachine.Claim {
         guard case .array(let parts) = reply, parts.count >= 2 else { throw failure(reply, "claim") }
-        if let refusal = refusal(parts) { throw .wrongType(refusal) }
+        if let refusal = refusal(parts) { return .refused(refusal) }
         if parts[0] == .integer(1), parts.count == 3, let fence = parts[2].text {
             return .granted(fence: fence, alreadyPushed: recordedRows(inRecord: parts[1].text ?? ""))
         }

@@ -74,6 +74,9 @@ public struct LeaseMachine: Sendable {
     public enum Claim: Sendable, Equatable {
         case granted(fence: String, alreadyPushed: RecordedRows)
         case fenced(newerToken: String)
+        /// Redis refused the claim without writing anything (the lease's fence or record key holds
+        /// the wrong type): the key waits, as one whose batch Redis refused; other keys go on.
+        case refused(String)
         /// The claim ran, but fewer replicas than `--redis-wait-replicas` acknowledged it (and so
         /// the record it read): a failover could still lose what it says is in Redis.
         case unconfirmed(String)
@@ -237,6 +240,11 @@ public struct LeaseMachine: Sendable {
             return .send(expected)
         case .unconfirmed(let why):
             return abandon(.unconfirmed(why))
+        case .refused(let why):
+            // Nothing was claimed, so nothing is released in Redis.
+            outcome.refused = why
+            state = .releasingLease
+            return .releaseLease
         case .fenced(let newer):
             guard rewound == nil else { return abandon(.fenced("token \(xid) is older than \(newer)")) }
             state = .checkingRewind(xid: xid, seen: newer)
@@ -273,7 +281,10 @@ public struct LeaseMachine: Sendable {
         }
         expected.removeFirst()
         if step == .draining { return next() }
-        ledger.fetched(ids, after: lastID, drained: ids.isEmpty)
+        // No rows and none available: nothing is pending. No rows but some available (a group's
+        // fetch cut at its byte limit before this key): nothing is known, so the rows an earlier
+        // holder pushed stay recorded, and the lease ends without a batch.
+        ledger.fetched(ids, after: lastID, drained: ids.isEmpty && available == 0)
         guard let last = ids.last else {
             lingerNext = tempo.afterEmptyFetch() == .linger
             return next()

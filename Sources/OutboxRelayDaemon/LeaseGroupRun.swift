@@ -21,7 +21,12 @@ extension LeaseRun {
         ] {
             try postgres.prepareAhead(statement)
         }
-        let chunks = stride(from: 0, to: keys.count, by: groupSize).map { Array(keys[$0..<min(keys.count, $0 + groupSize)]) }
+        // Two keys of one group must not share a lease (their locks would both be granted to this
+        // session, their fences and records would be one): a key whose lease hash collides with
+        // an earlier one's is left out, and leased alone after the groups.
+        var leaseValues = Set<Int64>()
+        let grouped = keys.filter { leaseValues.insert(LeaseKey(table: resolvedTable, format: queries.leaseFormat, splitKey: $0).value).inserted }
+        let chunks = stride(from: 0, to: grouped.count, by: groupSize).map { Array(grouped[$0..<min(grouped.count, $0 + groupSize)]) }
         var waiting = chunks.indices[...]
         var flights: [GroupFlight] = []
         // Per chunk, once its group finished (groups finish in any order).
@@ -98,7 +103,16 @@ extension LeaseRun {
         // Keys a stop left untouched are reported as keys leased elsewhere: nothing happened to them.
         var untouched = Outcome()
         untouched.leased = false
-        return chunks.indices.flatMap { outcomes[$0] ?? Array(repeating: untouched, count: chunks[$0].count) }
+        var byKey: [SplitKey: Outcome] = [:]
+        for chunk in chunks.indices {
+            for (key, outcome) in zip(chunks[chunk], outcomes[chunk] ?? Array(repeating: untouched, count: chunks[chunk].count)) {
+                byKey[key] = outcome
+            }
+        }
+        // A key left out of the groups is leased alone next, as one with a backlog.
+        var alone = untouched
+        alone.carriedLimit = stop.isStopRequested ? nil : LeaseTempo.firstLimit
+        return keys.map { byKey[$0] ?? alone }
     }
 
     /// Groups in flight at once: enough that PostgreSQL always has a statement queued while this
@@ -242,9 +256,12 @@ struct GroupFlight {
             let rows = try run.postgres.receiveNext(decoding: { row in (position: Int(row.int64(0)!) - 1, row: LeaseRun.fetchedRow(row, from: 1)) })
             var byMember = Array(repeating: [(OutboxRow, Int64)](), count: members.count)
             for row in rows { byMember[row.position].append(row.row) }
+            // Cut at the group's byte limit, the keys after the last row returned got no rows
+            // whatever they have pending: they must not be taken as drained.
+            let cutAfter = rows.last.flatMap { $0.row.1 >= Int64(run.configuration.maxBatchBytes) ? $0.position : nil }
             for (position, index) in members.enumerated() {
                 let batch = byMember[position]
-                let available = OutboxQueries.pendingWithinLimit(
+                let available = cutAfter.map { position > $0 } == true ? limits[position] : OutboxQueries.pendingWithinLimit(
                     returned: batch.count, limit: limits[position], lastRunningBytes: batch.last?.1, maxBytes: run.configuration.maxBatchBytes)
                 fetchedRows[index] = batch.map(\.0)
                 group.answer(index) { $0.fetched(ids: batch.map(\.0.id), available: available) }

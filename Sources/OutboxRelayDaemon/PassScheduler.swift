@@ -62,7 +62,9 @@ struct PassScheduler {
         skipped.expire(nowMicros: nowMicros)
         let keys = try keysWithWork(postgres)
         var outcome = Outcome(keysWithWork: keys.count)
-        let ready = rotation.order(keys).filter { !refusedKeys.isWaiting($0, nowMicros: nowMicros) }
+        // Each key once: a key leased twice in one group would be pushed twice.
+        var seen = Set<SplitKey>()
+        let ready = rotation.order(keys).filter { !refusedKeys.isWaiting($0, nowMicros: nowMicros) && seen.insert($0).inserted }
         let grouping = settings.groupSize > 1 && ready.count >= Self.groupThreshold
         var next = 0
         while next < ready.count && !isStopRequested() {

@@ -101,4 +101,73 @@ import Testing
         }
         #expect(!grouped.isEmpty && grouped.allSatisfy { $0 <= 1024 / 60 + 1 }, "each group relayed at most about 1 KB of jobs: \(grouped)")
     }
+
+    /// The fence and record keys of `key`'s lease, as the relay names them for this outbox.
+    static func fenceKeys(_ outbox: TestOutbox, _ key: SplitKey) throws -> FencedPush.Keys {
+        let resolved = try outbox.postgres.query(outbox.queries.resolveTable)
+        let identity = try outbox.postgres.query(OutboxQueries.clusterIdentity)
+        let lease = LeaseKey(table: "\(resolved.text(0, 0)!).\(resolved.text(0, 1)!)", format: "sidekiq5", splitKey: key)
+        return FencedPush.Keys(
+            lease: lease, cluster: FencedPush.scope(system: identity.text(0, 0)!, database: identity.text(0, 1)!), namespace: nil)
+    }
+
+    /// Found by an adversarial tester: keys past a group's byte cut got no rows and were taken as
+    /// drained, so the rows an earlier holder had pushed (and recorded) left the record while
+    /// still pending, and were pushed again. Keys past the cut now keep their record.
+    @Test func keysPastAGroupsByteCutKeepWhatAnEarlierHolderPushed() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let keys = (0..<10).map { SplitKey.named("k\($0)") }
+        var rows: [(SplitKey, String)] = []
+        for n in 0..<20 { rows.append((keys[n / 2], Self.job("q", n))) }
+        let ids = try outbox.insert(rows)
+        // As after a relay died between push and mark: every job in Redis, every row recorded.
+        for (index, key) in keys.enumerated() {
+            let fence = try Self.fenceKeys(outbox, key)
+            _ = try outbox.redis.send([
+                RedisCommand("SET", fence.fence, "0:1"), RedisCommand("SET", fence.record, "0:1:\(ids[2 * index]),\(ids[2 * index + 1])"),
+                RedisCommand("LPUSH", "queue:q", rows[2 * index].1, rows[2 * index + 1].1),
+            ])
+        }
+        var configuration = outbox.configuration()
+        configuration.maxBatchBytes = 1024
+        let relay = RelayRunner(configuration)
+        try waitUntil("all rows marked") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        let jids = DeliveryPromiseTests.jids(try outbox.queue("q"))
+        #expect(jids.count == 20 && Set(jids).count == 20, "each job once, none pushed again: \(jids.sorted())")
+        #expect(relay.logs.lines.contains { $0.contains("an earlier holder pushed rows it did not mark") })
+    }
+
+    /// Found by an adversarial tester: one key's fence key of the wrong type refused the whole
+    /// group's claim, and every key stopped. Now that key waits, as one whose batch Redis
+    /// refused, and the others flow.
+    @Test func aWrongTypedFenceKeyHoldsBackOnlyItsKey() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let fence = try Self.fenceKeys(outbox, .named("k5"))
+        _ = try outbox.redis.send([RedisCommand("RPUSH", fence.fence, "oops")])
+        try outbox.insert((0..<60).map { (.named("k\($0 % 20)"), Self.job("q\($0 % 20)", $0)) })
+        let relay = RelayRunner(outbox.configuration())
+        defer { relay.finish() }
+        try waitUntil("the other keys relayed") { try outbox.pendingCount() == 3 }
+        try waitUntil("the refusal reported") { DeliveryPromiseTests.refusals(relay).contains { $0.contains("holds a list, not a string") } }
+        _ = try outbox.redis.send([RedisCommand("DEL", fence.fence)])
+        try waitUntil("k5 relayed once its fence key is fixed") { try outbox.pendingCount() == 0 }
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("q5")) == [5, 25, 45])
+    }
+
+    /// Found by an adversarial tester: a key named twice in --split-keys was leased twice in one
+    /// group (advisory locks are re-entrant) and pushed twice.
+    @Test func aKeyNamedTwiceIsRelayedOnce() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        try outbox.insert((0..<100).map { (.named("k\($0 % 10)"), Self.job("q\($0 % 10)", $0)) })
+        let names = ["k0", "k0"] + (1..<10).map { "k\($0)" } + ["k1"]
+        let relay = RelayRunner(outbox.configuration(splitKeys: SplitKeyList.parse(names.joined(separator: ","))))
+        try waitUntil("all rows marked") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("q1")) == Array(stride(from: 1, to: 100, by: 10)))
+        #expect(DeliveryPromiseTests.jids(try outbox.queue("q0")) == Array(stride(from: 0, to: 100, by: 10)))
+    }
 }

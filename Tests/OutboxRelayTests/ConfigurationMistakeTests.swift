@@ -43,6 +43,7 @@ import Testing
         #expect(SplitKeyList.parse("") == nil)
         #expect(SplitKeyList.parse(" ") == nil)
         #expect(SplitKeyList.parse(",") == nil)
+        #expect(SplitKeyList.parse("a,b,a, b,c") == [.named("a"), .named("b"), .named("c")], "a key named twice is one key")
         #expect(SplitKeyList.parse("a, b,,c") == [.named("a"), .named("b"), .named("c")])
     }
 }

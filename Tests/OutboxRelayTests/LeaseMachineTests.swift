@@ -439,5 +439,30 @@ import Testing
         // whose jobs the promoted replica never got.
         #expect(machine.claimAnswered(.unconfirmed("0 of 1 replicas")) == .abandon(.unconfirmed("0 of 1 replicas")))
     }
-}
 
+    /// A claim Redis refused (the fence key holds the wrong type) wrote nothing: the lock goes
+    /// back, nothing is released in Redis, and the key waits as a refused one.
+    @Test func aRefusedClaimReleasesOnlyTheLock() {
+        var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        #expect(machine.claimAnswered(.refused("Redis key 'f' holds a list")) == .releaseLease)
+        guard case .finished(let outcome) = machine.leaseReleased() else {
+            Issue.record("not finished")
+            return
+        }
+        #expect(outcome.refused == "Redis key 'f' holds a list")
+        #expect(outcome.handled == 0)
+    }
+
+    /// A group's fetch cut before this key returns no rows though rows may be pending: the rows an
+    /// earlier holder pushed stay recorded, and the lease ends without a batch.
+    @Test func anEmptyFetchWithRowsAvailableKeepsTheEarlierHoldersRecord() {
+        var machine = Self.granted(maximumBatches: 1, alreadyPushed: Self.stamped([3, 4]))
+        _ = machine.sent()
+        #expect(machine.fetched(ids: [], available: 10) == .releaseRedis(fence: "0:7", remaining: Self.stamped([3, 4])))
+        var drained = Self.granted(maximumBatches: 1, alreadyPushed: Self.stamped([3, 4]))
+        _ = drained.sent()
+        #expect(drained.fetched(ids: [], available: 0) == .releaseRedis(fence: "0:7", remaining: []), "nothing pending: the rows are marked")
+    }
+}

@@ -398,12 +398,41 @@ extension SimulatedRelay {
         guard let session else { throw PostgresModel.SessionLost() }
         switch step {
         case .fetch:
+            var results: [[PostgresModel.Row]] = []
+            var limits: [Int] = []
             for index in members {
                 guard case .receive(.fetch(let limit, _)) = flight.group.action(of: index), case .rows(let rows) = try world.postgres.receive(session) else {
                     throw PostgresModel.SessionLost()
                 }
+                results.append(rows)
+                limits.append(limit)
+            }
+            // As the daemon's combined fetch, sometimes cut at the group's byte limit: the rows
+            // after the cut do not come, and the keys from the one holding the last row on are
+            // answered as having more pending (no key past the cut may be taken as drained).
+            var cutFrom: Int?
+            let total = results.reduce(0) { $0 + $1.count }
+            if total > 1, world.random.chance(0.2) {
+                var left = world.random.int(1...(total - 1))
+                for position in results.indices {
+                    if left == 0 {
+                        results[position] = []
+                    } else if left < results[position].count {
+                        results[position] = Array(results[position].prefix(left))
+                        cutFrom = cutFrom ?? position
+                        left = 0
+                    } else {
+                        left -= results[position].count
+                        if left == 0 { cutFrom = cutFrom ?? position }
+                    }
+                }
+                world.trace("relay \(name): group fetch cut at \(total - (total - results.reduce(0) { $0 + $1.count })) of \(total) rows")
+            }
+            for (position, index) in members.enumerated() {
+                let rows = results[position]
                 flight.fetched[index] = rows.map { OutboxRow(id: $0.id, payload: $0.payload, postgresMicros: $0.postgresMicros, jid: nil) }
-                let available = rows.count < limit ? rows.count : limit
+                let limit = limits[position]
+                let available = cutFrom.map { position >= $0 } == true ? limit : (rows.count < limit ? rows.count : limit)
                 flight.group.answer(index) { $0.fetched(ids: rows.map(\.id), available: available) }
             }
         case .mark:
