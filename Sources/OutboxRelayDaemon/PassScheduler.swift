@@ -137,23 +137,36 @@ struct PassScheduler {
         return keys(in: rows!)
     }
 
-    /// Pending rows read to find their keys, before the pass falls back to one probe per key.
-    static let discoveryPage = 200_000
-    /// Passes that discover by probes after a page found more pending rows than it reads.
+    /// Pending rows read to find their keys: a small page first, and a large one when the small
+    /// one found few rows per key; past that, the pass falls back to one probe per key.
+    static let discoveryPages = (small: 4_000, large: 200_000)
+    /// The most rows per key, on average, for which a large page is cheaper than the probes (an
+    /// index entry costs about a thirtieth of a probe).
+    static let rowsPerKeyForLargePage = 25
+    /// Passes that discover by probes after the pages found more pending rows than they read.
     static let passesBetweenPages = 10
 
-    /// The keys of all pending rows when they fit in ``discoveryPage`` index entries, else nil
-    /// (then the next ``passesBetweenPages`` passes do not try).
+    /// The keys of all pending rows when they fit in a page of the pending-rows index, else nil
+    /// (then the next ``passesBetweenPages`` passes do not try). A backlog on few keys costs one
+    /// small page (about 1.5 ms) every ``passesBetweenPages`` passes; many keys with few rows
+    /// each are found for a fraction of one probe per key.
     private mutating func discoverInPage(_ postgres: PostgresConnection) throws -> PostgresRows? {
         if passesUntilPage > 0 {
             passesUntilPage -= 1
             return nil
         }
-        let rows = try postgres.query(settings.queries.discoverKeys(scanningAtMost: Self.discoveryPage))
-        let scanned = (0..<rows.count).reduce(Int64(0)) { $0 + (rows.int64($1, 1) ?? 0) }
-        guard scanned >= Int64(Self.discoveryPage) else { return rows }
+        let small = try postgres.query(settings.queries.discoverKeys(scanningAtMost: Self.discoveryPages.small))
+        if Self.scanned(small) < Self.discoveryPages.small { return small }
+        if small.count * Self.rowsPerKeyForLargePage >= Self.discoveryPages.small {
+            let large = try postgres.query(settings.queries.discoverKeys(scanningAtMost: Self.discoveryPages.large))
+            if Self.scanned(large) < Self.discoveryPages.large { return large }
+        }
         passesUntilPage = Self.passesBetweenPages
         return nil
+    }
+
+    private static func scanned(_ rows: PostgresRows) -> Int {
+        (0..<rows.count).reduce(0) { $0 + Int(rows.int64($1, 1) ?? 0) }
     }
 
     private mutating func keys(in rows: PostgresRows) -> [SplitKey] {

@@ -87,8 +87,9 @@ import Testing
         #expect(errors.first?.contains("outbox.split_key_hex=6bff") == true)
     }
 
-    /// Discovery reads the keys of up to 200,000 pending rows in one index scan, and falls back to
-    /// one probe per key when there are more; either way every key, NULL last. Passes over 8 keys
+    /// Discovery reads the keys of a page of pending rows in one index scan (4,000 rows, or
+    /// 200,000 when the first page found few rows per key), and falls back to one probe per key
+    /// when there are more; either way every key, NULL last. Passes over 8 keys
     /// or more lease them in groups, except NULL and keys with a carried-over backlog.
     @Test func discoveryFindsEveryKeyOnEitherSideOfThePageAndGroupsManyKeys() throws {
         let outbox = try TestOutbox()
@@ -132,7 +133,7 @@ import Testing
             """
             INSERT INTO \(outbox.table.quoted) (split_key, format, payload, created_at) \
             SELECT 'k00', 'sidekiq5', '{}', now() FROM generate_series(1, $1::int)
-            """, [String(PassScheduler.discoveryPage)]))
+            """, [String(PassScheduler.discoveryPages.large)]))
         try pass()
         #expect(Set(groups.flatMap { $0 } + alone) == Set(keys + [.null]), "past the page, probes find every key")
         #expect(groups.flatMap { $0 }.contains(.named("k03")) == false, "k03 carried a backlog: leased alone")
