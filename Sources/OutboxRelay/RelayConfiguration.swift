@@ -47,7 +47,7 @@ public struct RelayConfiguration: Sendable {
 
     public init(
         databaseURL: String, redis: RedisEndpoint, layout: OutboxLayout = .res, table: TableName, messageFormat: String = "sidekiq5",
-        splitKeys: [SplitKey]? = nil, batchSize: Int = 100, sleepOnEmpty: Double = 0.5, batchesPerLease: Int = 10,
+        splitKeys: [SplitKey]? = nil, batchSize: Int = 100, sleepOnEmpty: Double = 0.5, batchesPerLease: Int = 40,
         sidekiq: SidekiqJobEncoder = SidekiqJobEncoder(), keys: SidekiqKeys = SidekiqKeys(), networkTimeout: Double = 10,
         maxBatchBytes: Int = 16 * 1024 * 1024, notifyChannel: String = "outbox_relay"
     ) {
