@@ -243,9 +243,13 @@ public enum FencedPush {
         return "Redis key '\(key)' holds a \(found), not a \(wanted) (WRONGTYPE); fix or delete that key"
     }
 
-    /// The transaction id in a fence `<epoch>:<xid>` (or a bare `<xid>`).
+    /// The transaction id in a fence `<epoch>:<xid>` (or a bare `<xid>`); nil for anything else.
     public static func xid(inFence fence: String) -> Int64? {
-        Int64(fence.split(separator: ":").last ?? "")
+        let parts = fence.split(separator: ":", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }) else {
+            return nil
+        }
+        return Int64(parts.last!)
     }
 
     /// The rows pushed under an earlier lease and perhaps not marked, from the record `claim`

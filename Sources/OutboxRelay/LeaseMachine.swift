@@ -245,6 +245,12 @@ public struct LeaseMachine: Sendable {
             outcome.refused = why
             state = .releasingLease
             return .releaseLease
+        case .fenced(let newer) where FencedPush.xid(inFence: newer) == nil:
+            // Not a fence the relay wrote (someone set the key by hand): this key waits, as one
+            // Redis refused, instead of taking the lease for lost.
+            outcome.refused = "the lease's fence key holds '\(newer)', which is not a fence (<epoch>:<xid>); delete that key"
+            state = .releasingLease
+            return .releaseLease
         case .fenced(let newer):
             guard rewound == nil else { return abandon(.fenced("token \(xid) is older than \(newer)")) }
             state = .checkingRewind(xid: xid, seen: newer)

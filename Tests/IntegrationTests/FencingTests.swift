@@ -104,7 +104,12 @@ import Testing
             #expect(try outbox.redis.send([RedisCommand("DBSIZE")])[0] == .integer(1), "only the fence exists: nothing pushed or recorded")
         }
         _ = try outbox.redis.send([RedisCommand("RPUSH", keys.record, "x")])
-        #expect(throws: RelayProblem.self, "a claim refuses a wrong-typed record before writing") { try redis.claim(keys, xid: 2) }
+        let claim = try redis.claim(keys, xid: 2)
+        guard case .refused(let reason) = claim else {
+            Issue.record("a claim must refuse a wrong-typed record before writing: \(claim)")
+            return
+        }
+        #expect(reason.contains("holds a list, not a string"), "\(reason)")
         #expect(try outbox.redis.send([RedisCommand("GET", keys.fence)])[0] == .bulk(Array("0:1".utf8)))
     }
 }

@@ -142,16 +142,19 @@ import Testing
     /// Found by an adversarial tester: one key's fence key of the wrong type refused the whole
     /// group's claim, and every key stopped. Now that key waits, as one whose batch Redis
     /// refused, and the others flow.
-    @Test func aWrongTypedFenceKeyHoldsBackOnlyItsKey() throws {
+    /// The same for a fence key holding a string that is not a fence (found by the re-check).
+    @Test(arguments: [["RPUSH", "oops"], ["SET", "garbage"]]) func aWrongTypedFenceKeyHoldsBackOnlyItsKey(_ spoil: [String]) throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
         let fence = try Self.fenceKeys(outbox, .named("k5"))
-        _ = try outbox.redis.send([RedisCommand("RPUSH", fence.fence, "oops")])
+        _ = try outbox.redis.send([RedisCommand(spoil[0], fence.fence, spoil[1])])
         try outbox.insert((0..<60).map { (.named("k\($0 % 20)"), Self.job("q\($0 % 20)", $0)) })
         let relay = RelayRunner(outbox.configuration())
         defer { relay.finish() }
         try waitUntil("the other keys relayed") { try outbox.pendingCount() == 3 }
-        try waitUntil("the refusal reported") { DeliveryPromiseTests.refusals(relay).contains { $0.contains("holds a list, not a string") } }
+        try waitUntil("the refusal reported") {
+            DeliveryPromiseTests.refusals(relay).contains { $0.contains("holds a list, not a string") || $0.contains("holds 'garbage', which is not a fence") }
+        }
         _ = try outbox.redis.send([RedisCommand("DEL", fence.fence)])
         try waitUntil("k5 relayed once its fence key is fixed") { try outbox.pendingCount() == 0 }
         #expect(DeliveryPromiseTests.jids(try outbox.queue("q5")) == [5, 25, 45])

@@ -119,9 +119,11 @@ import Testing
     }
 
     @Test func aSynchronousStandbyPromotedLosesAndDuplicatesNothing() throws {
-        let (count, _) = try failOver(synchronous: true)
+        let (count, relays) = try failOver(synchronous: true)
         print("PostgreSQL failover to a synchronous standby: \(count)")
-        #expect(count.lost == 0 && count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
+        #expect(
+            count.lost == 0 && count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty,
+            "\(count); relay logs: \(relays.map { String($0.log.suffix(6000)) }.joined(separator: "\n---\n"))")
     }
 
     @Test func aLaggingAsynchronousStandbyPromotedRelaysEveryRowItHas() throws {

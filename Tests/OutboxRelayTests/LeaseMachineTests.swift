@@ -465,4 +465,22 @@ import Testing
         _ = drained.sent()
         #expect(drained.fetched(ids: [], available: 0) == .releaseRedis(fence: "0:7", remaining: []), "nothing pending: the rows are marked")
     }
+
+    /// A fence key someone set to a value that is not a fence: the key waits, refused, instead of
+    /// the lease being taken for lost (which would abandon a whole group).
+    @Test func aFenceThatIsNotAFenceIsARefusal() {
+        for value in ["garbage", "1:2:3", ":5", "5:", "٣:4"] {
+            var machine = LeaseMachine(tempo: LeaseTempo(maximumBatches: 10, batchSize: 10))
+            _ = machine.start()
+            _ = machine.leaseAnswered(xid: 7)
+            #expect(machine.claimAnswered(.fenced(newerToken: value)) == .releaseLease, "\(value)")
+            guard case .finished(let outcome) = machine.leaseReleased() else {
+                Issue.record("not finished")
+                continue
+            }
+            #expect(outcome.refused?.contains("which is not a fence") == true)
+        }
+        #expect(FencedPush.xid(inFence: "3:9000") == 9000)
+        #expect(FencedPush.xid(inFence: "9000") == 9000)
+    }
 }
