@@ -58,6 +58,9 @@ import Testing
                 }
             }
             try gem.execute("COMMIT")
+            // The gem polls; without any pause between polls its lock is free only for the
+            // moment between COMMIT and the next BEGIN, and the relay may never get a turn.
+            Thread.sleep(forTimeInterval: 0.002)
         }
         #expect(relay.finish())
         let jids = try outbox.queue("reliable").map { payload in
