@@ -71,11 +71,9 @@ final class FencedRedis {
     /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
     /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
     func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: RecordedRows? = nil) throws -> LeaseMachine.Push {
-        let command = FencedPush.push(sha: pushSHA, keys: keys, sidekiq: sidekiq, fence: fence, plan: plan, record: record ?? plan.pushedRows)
-        let replies = try connection.send([command] + (wait.map { [$0] } ?? []))
-        let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(replies[0]) }
-        if push == .pushed, let why = unconfirmed(replies) { return .unconfirmed("the push: \(why)") }
-        return push
+        // One path for one batch and for a group's: send, read the replies, answer.
+        let count = try sendPushes([(plan, keys, fence, record ?? plan.pushedRows)], sidekiq: sidekiq)
+        return try pushes(try receive(count), count: 1)[0]
     }
 
     // A group's calls are sent without waiting (``sendClaims(_:)``, ``sendPushes(_:sidekiq:)``,

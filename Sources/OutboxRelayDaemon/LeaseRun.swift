@@ -262,13 +262,6 @@ struct LeaseRun {
         return result
     }
 
-    /// Moves rows into the dead-letter table now, in one statement.
-    func deadLetter(_ rejections: [BatchPlan.Rejection]) throws -> LeaseMachine.DeadLettered {
-        try deadLetterResult { () throws(PostgresError) in
-            _ = try postgres.query(configuration.queries.deadLetter(rejections.map { (id: $0.id, reason: $0.reason) }))
-        }
-    }
-
     func deadLetterResult(_ body: () throws(PostgresError) -> Void) throws(PostgresError) -> LeaseMachine.DeadLettered {
         do {
             try body()
