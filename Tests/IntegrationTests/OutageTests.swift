@@ -87,13 +87,21 @@ final class PrivateRedis {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-        process.arguments = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory] + extraArguments
+        process.arguments = [
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory, "--logfile", "\(directory)/redis.log",
+        ] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         self.process = process
         try waitUntil("private Redis up", seconds: 10) {
             (try? RedisConnection(endpoint: adminEndpoint, timeout: 1, tls: tls)) != nil
         }
+    }
+
+    /// The last `lines` lines of the server's log (kept across restarts, until ``destroy()``).
+    func logTail(_ lines: Int = 60) -> String {
+        let text = (try? String(contentsOfFile: "\(directory)/redis.log", encoding: .utf8)) ?? ""
+        return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
     }
 
     /// Stops the server and removes its data folder.

@@ -84,10 +84,26 @@ struct DeliveryCount: CustomStringConvertible {
     var orphaned = 0
     /// Queues whose jobs are not in row order (ignoring duplicates).
     var outOfOrder: [String] = []
+    /// The lost rows' producer numbers, as ranges, to tell a failure's shape.
+    var lostRows = ""
+
+    /// `1-3,7,9-12` for [1, 2, 3, 7, 9, 10, 11, 12] (the first 20 ranges).
+    static func ranges(_ numbers: [Int]) -> String {
+        var parts: [String] = []
+        var index = 0
+        while index < numbers.count, parts.count < 20 {
+            var end = index
+            while end + 1 < numbers.count, numbers[end + 1] == numbers[end] + 1 { end += 1 }
+            parts.append(end == index ? "\(numbers[index])" : "\(numbers[index])-\(numbers[end])")
+            index = end + 1
+        }
+        return parts.joined(separator: ",") + (index < numbers.count ? ",…" : "")
+    }
 
     var description: String {
         "\(rows) rows (\(pending) pending): \(lost) lost, \(duplicated) duplicated, \(orphaned) jobs of rows the database lost, "
             + "out of order: \(outOfOrder.isEmpty ? "none" : outOfOrder.joined(separator: ","))"
+            + (lostRows.isEmpty ? "" : "; lost rows: \(lostRows)")
     }
 
     /// Counts the table `table` on `postgres` against queues k0…k3 on `redis`.
@@ -118,6 +134,7 @@ struct DeliveryCount: CustomStringConvertible {
             if !ordered { count.outOfOrder.append(key) }
         }
         for (n, isMarked) in marked where isMarked && seen[n] == nil { count.lost += 1 }
+        count.lostRows = Self.ranges(marked.filter { $0.value && seen[$0.key] == nil }.keys.sorted())
         for (n, copies) in seen {
             count.duplicated += copies - 1
             if marked[n] == nil { count.orphaned += 1 }

@@ -57,7 +57,7 @@ final class SentinelCluster {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             for port in sentinelPorts {
                 let config = "\(directory)/sentinel-\(port).conf"
-                var lines = ["port \(port)", "bind 127.0.0.1", "dir \(directory)"]
+                var lines = ["port \(port)", "bind 127.0.0.1", "dir \(directory)", "logfile \(directory)/sentinel-\(port).log"]
                 if let security {
                     lines = ["port 0", "tls-port \(port)", "bind 127.0.0.1", "dir \(directory)"]
                         + stride(from: 0, to: security.serverTLS.count, by: 2).map {
@@ -170,6 +170,16 @@ final class SentinelCluster {
             guard case .integer(let acknowledged)? = try? connection(master).send([RedisCommand("WAIT", "1", "100")])[0] else { return false }
             return acknowledged >= 1
         }
+    }
+
+    /// What the data nodes and the Sentinels logged, for a failure's report.
+    func logs(lines: Int = 60) -> String {
+        var parts = nodes.map { "--- Redis \($0.port):\n\($0.logTail(lines))" }
+        for port in sentinelPorts {
+            let text = (try? String(contentsOfFile: "\(directory)/sentinel-\(port).log", encoding: .utf8)) ?? ""
+            parts.append("--- Sentinel \(port):\n" + text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n"))
+        }
+        return parts.joined(separator: "\n")
     }
 
     func destroy() {

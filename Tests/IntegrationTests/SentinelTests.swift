@@ -91,6 +91,10 @@ import Testing
 
         let count = try Self.drainAndCount(outbox, cluster, producer, relays)
         print("Sentinel failovers with --redis-wait-replicas 1: \(count)")
+        if count.lost > 0 {
+            for (index, relay) in relays.enumerated() { print("--- relay \(index):\n\(relay.log.suffix(6000))") }
+            print(cluster.logs(lines: 150))
+        }
         #expect(count.lost == 0 && count.duplicated == 0 && count.orphaned == 0 && count.outOfOrder.isEmpty, "\(count)")
         #expect(relays.contains { $0.log.contains("replicas did not confirm") }, "the paused pushes are logged")
         for relay in relays { relay.signal(SIGTERM) }
