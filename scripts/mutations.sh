@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Proves the simulation bites: re-introduces, one at a time, each data-loss defect that issues 11
-# and 15 found (and a record trusted without its rows' stamps after a restore, and two defects that
-# issue 16's chunked pages could have), runs the simulation's default seeds, and expects it to fail. The sources are restored
-# after each mutation, whatever happens. Usage: scripts/mutations.sh [SEEDS]   (default 10000)
+# and 15 found (and a record trusted without its rows' stamps after a restore, and the defects that
+# issue 16's chunked pages, overlapped pushes and push transactions could have), runs the
+# simulation's default seeds, and expects it to fail. The sources are restored after each
+# mutation, whatever happens. Usage: scripts/mutations.sh [SEEDS]   (default 10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-10000}
@@ -24,12 +25,15 @@ record_before_push='
 record = "        redis.call('"'"'SET'"'"', KEYS[2], ARGV[1] .. '"'"':'"'"' .. ARGV[3], '"'"'EX'"'"', ARGV[2])\n"
 assert record in s
 s = s.replace(record, "", 1)
-fence = "then return redis.error_reply('"'"'FENCED lease taken over by token '"'"' .. tostring(seen)) end\n"
-assert fence in s
-s = s.replace(fence, fence + record, 1)
-check = "        if wrong then return wrong end\n"
-assert check in s
-s = s.replace(check, "", 1)
+checks = "        if not wrong then wrong = expect(KEYS[2], '"'"'string'"'"') end\n"
+assert checks in s
+s = s.replace(checks, record + checks, 1)
+'
+# Issue 16: a push transaction whose refusal leaves its LPUSHed jobs in the queues.
+refusal_without_undo='
+undo = "redis.call('"'"'LTRIM'"'"', KEYS[4 + q], tonumber(ARGV[4 + 2 * q]), -1)"
+assert undo in s
+s = s.replace(undo, "local _ = 0", 1)
 '
 fence_without_database='
 old = "        \"" + chr(92) + "(system):" + chr(92) + "(database)\""
@@ -65,6 +69,18 @@ old = "            unmarked = Self.marks(of: pageDone)\n            pageDone = [
 assert old in s, old
 s = s.replace(old, "            unmarked = Self.marks(of: pageDone + [chunk])\n            pageDone = []\n            state = .relaying(.draining)", 1)
 '
+# Issue 16: a push sent without waiting, refused, yet marked with the chunks before it.
+refused_push_in_flight_marked='
+old = "            unmarked = Self.marks(of: flight.page)\n"
+assert old in s, old
+s = s.replace(old, "            unmarked = Self.marks(of: flight.page + [flight.chunk])\n", 1)
+'
+# Issue 16: a push sent without waiting left out of the ledger once answered.
+push_in_flight_not_in_ledger='
+old = "            ledger.pushed(flight.chunk)\n"
+assert old in s, old
+s = s.replace(old, "", 1)
+'
 
 run() { # name, file, mutation
     echo "== mutation: $1"
@@ -80,10 +96,13 @@ run() { # name, file, mutation
 
 status=0
 run record-before-push Sources/OutboxRelay/FencedPush.swift "$record_before_push"
+run refusal-without-undo Sources/OutboxRelay/FencedPush.swift "$refusal_without_undo"
 run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_database"
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"
 run unconfirmed-as-pushed Sources/OutboxRelay/LeaseMachine.swift "$unconfirmed_as_pushed"
 run record-without-stamps Sources/OutboxRelay/BatchPlan.swift "$record_without_stamps"
 run chunk-not-in-ledger Sources/OutboxRelay/LeaseMachine.swift "$chunk_not_in_ledger"
 run refused-chunk-marked Sources/OutboxRelay/LeaseMachine.swift "$refused_chunk_marked"
+run refused-push-in-flight-marked Sources/OutboxRelay/LeaseMachine.swift "$refused_push_in_flight_marked"
+run push-in-flight-not-in-ledger Sources/OutboxRelay/LeaseMachine.swift "$push_in_flight_not_in_ledger"
 exit $status

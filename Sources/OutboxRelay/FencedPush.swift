@@ -12,9 +12,10 @@
 /// - ``claim`` runs first under a new lease: it refuses a token older than one already seen, else
 ///   records the token, so any push still in flight from an earlier holder is refused from then
 ///   on, and returns the ids the earlier holder pushed; those rows are marked, not pushed again.
-/// - ``push`` refuses to run unless the fence still holds its own token, checks every key it
-///   writes, pushes the batch's jobs (LPUSH per queue, SADD, ZADD) and only then records the ids
-///   as pushed: all or nothing, whatever Redis would refuse.
+/// - ``push`` is one transaction: the batch's jobs go in with plain `LPUSH`es, then a script keeps
+///   them only if the fence still holds its own token and every key it writes has the right type
+///   (else it takes them back), and only then records the ids as pushed: all or nothing, whatever
+///   Redis would refuse.
 /// - ``release`` leaves only the ids still unmarked (usually none) before the lease is given up.
 public enum FencedPush {
     public static let recordSeconds = 7 * 24 * 3600
@@ -87,39 +88,63 @@ public enum FencedPush {
         return answers
         """
 
-    /// KEYS: fence, record, queues set, schedule, then one list per queue.
-    /// ARGV: fence, ttl, ids, queue count, per queue (name, job count, jobs…), schedule pair
-    /// count, then (score, json) pairs. Returns the number of jobs pushed, an error when fenced, or
-    /// `{-1, key, type, wanted}` when Redis would refuse a write (nothing written).
+    /// The end of a push transaction (``push(keys:sidekiq:fence:plan:record:)``): `MULTI`, one
+    /// `LPUSH` per queue with the batch's jobs, then this script, then `EXEC`. The jobs never pass
+    /// through Lua (Redis hashes every byte of every string a script receives, which cost more
+    /// than the push itself for large payloads); the script decides whether they stay.
     ///
-    /// All or nothing: a Lua script that fails half-way keeps its earlier writes, so every key is
-    /// checked before the first write, every `unpack` is bounded, and the record that claims the
-    /// ids as pushed is written last, once their jobs are in Redis.
+    /// KEYS: fence, record, queues set, schedule, then one list per queue.
+    /// ARGV: fence, ttl, ids, queue count, per queue (name, job count), schedule pair count, then
+    /// (score, json) pairs. Returns the number of jobs pushed, an error when fenced, or
+    /// `{-1, key, type, wanted}` when a key holds the wrong type; then nothing of the batch stays.
+    ///
+    /// All or nothing: Redis ran the transaction's `LPUSH`es just before, with nothing in between,
+    /// so the first `count` elements of each queue are this batch's jobs, and a refusal takes them
+    /// back (`LTRIM`); a queue key of another type refused its `LPUSH`. A Lua script that fails
+    /// half-way keeps its earlier writes, so every key is checked before the first write of the
+    /// script, every `unpack` is bounded, and the record that claims the ids as pushed is written
+    /// last.
     public static let pushScript = helpers + """
 
-        local seen = redis.call('GET', KEYS[1])
-        if seen ~= ARGV[1] then return redis.error_reply('FENCED lease taken over by token ' .. tostring(seen)) end
         local queues = tonumber(ARGV[4])
-        local at = 5
-        for q = 1, queues do at = at + 2 + tonumber(ARGV[at + 1]) end
+        local at = 5 + 2 * queues
         local scheduled = tonumber(ARGV[at])
+        local function undo()
+          for q = 1, queues do
+            if kind(KEYS[4 + q]) == 'list' then redis.call('LTRIM', KEYS[4 + q], tonumber(ARGV[4 + 2 * q]), -1) end
+          end
+        end
         local function expect(key, wanted)
           local t = kind(key)
           if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
         end
-        local wrong = expect(KEYS[2], 'string')
+        local wrong = expect(KEYS[1], 'string')
+        if not wrong then
+          local seen = redis.call('GET', KEYS[1])
+          if seen ~= ARGV[1] then
+            undo()
+            return redis.error_reply('FENCED lease taken over by token ' .. tostring(seen))
+          end
+        end
+        if not wrong then wrong = expect(KEYS[2], 'string') end
         if not wrong and queues > 0 then wrong = expect(KEYS[3], 'set') end
         if not wrong and scheduled > 0 then wrong = expect(KEYS[4], 'zset') end
         for q = 1, queues do
           if wrong then break end
-          wrong = expect(KEYS[4 + q], 'list')
+          -- Its LPUSH made it a list, unless it held another type, which refused the LPUSH.
+          local t = kind(KEYS[4 + q])
+          if t ~= 'list' then wrong = {-1, KEYS[4 + q], t, 'list'} end
         end
-        if wrong then return wrong end
         for i = at + 1, at + 2 * scheduled, 2 do
+          if wrong then break end
           local score = tonumber(ARGV[i])
           if not score or score ~= score or score == math.huge or score == -math.huge then
-            return {-1, KEYS[4], 'score ' .. ARGV[i], 'a finite number'}
+            wrong = {-1, KEYS[4], 'score ' .. ARGV[i], 'a finite number'}
           end
+        end
+        if wrong then
+          undo()
+          return wrong
         end
         local function chunked(command, key, list, first, last, step)
           local i = first
@@ -130,18 +155,16 @@ public enum FencedPush {
           end
         end
         local names = {}
-        local i = 5
+        local pushed = scheduled
         for q = 1, queues do
-          names[q] = ARGV[i]
-          local count = tonumber(ARGV[i + 1])
-          chunked('LPUSH', KEYS[4 + q], ARGV, i + 2, i + 1 + count, 1)
-          i = i + 2 + count
+          names[q] = ARGV[3 + 2 * q]
+          pushed = pushed + tonumber(ARGV[4 + 2 * q])
         end
         chunked('SADD', KEYS[3], names, 1, queues, 1)
         chunked('ZADD', KEYS[4], ARGV, at + 1, at + 2 * scheduled, 2)
         redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2])
         redis.call('EXPIRE', KEYS[1], ARGV[2])
-        return (i - 5 - 2 * queues) + scheduled
+        return pushed
         """
 
     /// KEYS: fence, record. ARGV: fence, ttl, ids. If the fence still holds the token, the record
@@ -216,6 +239,16 @@ public enum FencedPush {
         return .fenced(newerToken: parts[1].text ?? "?")
     }
 
+    /// A push transaction's answer, from its replies (`MULTI`'s, one per queued command, `EXEC`'s):
+    /// the ``pushScript``'s answer when the transaction ran, else the first error that kept it from
+    /// running (Redis discards the whole transaction when it refuses a command while queueing).
+    public static func pushAnswer(transaction replies: ArraySlice<RedisReply>) throws(Refusal) -> LeaseMachine.Push {
+        guard let exec = replies.last else { throw .failed("no reply from Redis to the push transaction") }
+        if case .array(let results) = exec, let answer = results.last { return try pushAnswer(answer) }
+        let cause = replies.dropLast().first { if case .error = $0 { true } else { false } }
+        throw failure(cause ?? exec, "push")
+    }
+
     /// The push script's answer (see ``pushScript``): a key of the wrong type is a refusal of the
     /// batch, not an error of the lease.
     public static func pushAnswer(_ reply: RedisReply) throws(Refusal) -> LeaseMachine.Push {
@@ -259,13 +292,19 @@ public enum FencedPush {
         return RecordedRows(parsing: record[record.index(after: colon)...])
     }
 
-    /// `record`: the ids to record as pushed and perhaps unmarked (``PushLedger/record(pushing:)``).
-    public static func push(
-        sha: String, keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordedRows
-    ) -> RedisCommand {
+    /// The transaction that pushes `plan` under `fence`, recording `record` as pushed: `MULTI`,
+    /// one `LPUSH` per queue, the ``pushScript`` (sent whole with `EVAL`, so that a server that
+    /// lost its script cache cannot leave the `LPUSH`es without their check), `EXEC`. Its
+    /// replies, one per command, are answered by ``pushAnswer(transaction:)``. `record`: the ids
+    /// to record as pushed and perhaps unmarked (``PushLedger/record(pushing:)``).
+    public static func push(keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordedRows) -> [RedisCommand] {
+        var commands = [RedisCommand("MULTI")]
+        for queue in plan.queued {
+            commands.append(RedisCommand([Array("LPUSH".utf8), Array(sidekiq.queue(queue.queue).utf8)] + queue.jobs))
+        }
         var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
         keyList += plan.queued.map { sidekiq.queue($0.queue) }
-        var arguments: [[UInt8]] = ["EVALSHA", sha, String(keyList.count)].map { Array($0.utf8) }
+        var arguments: [[UInt8]] = ["EVAL", pushScript, String(keyList.count)].map { Array($0.utf8) }
         arguments += keyList.map { Array($0.utf8) }
         arguments.append(Array(fence.utf8))
         arguments.append(Array(String(recordSeconds).utf8))
@@ -274,14 +313,15 @@ public enum FencedPush {
         for queue in plan.queued {
             arguments.append(Array(queue.queue.utf8))
             arguments.append(Array(String(queue.jobs.count).utf8))
-            arguments += queue.jobs
         }
         arguments.append(Array(String(plan.scheduled.count).utf8))
         for pair in plan.scheduled {
             arguments.append(Array(pair.score.utf8))
             arguments.append(pair.json)
         }
-        return RedisCommand(arguments)
+        commands.append(RedisCommand(arguments))
+        commands.append(RedisCommand("EXEC"))
+        return commands
     }
 
     /// The claims of a group's leases, all with the group's `xid` (see ``claimGroupScript``).

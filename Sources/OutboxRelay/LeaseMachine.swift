@@ -54,6 +54,13 @@ public struct LeaseMachine: Sendable {
         case plan
         /// Run the push script for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
         case push(BatchPlan, fence: String, record: RecordedRows)
+        /// Send the push script for `plan` (as ``push(_:fence:record:)``) without reading its
+        /// answer, so that the next page is received and planned while Redis runs it; answer with
+        /// ``pushSent()``. Its answer is read at ``receivePush``.
+        case sendPush(BatchPlan, fence: String, record: RecordedRows)
+        /// Read the answer of the push sent last (``sendPush(_:fence:record:)``); answer with
+        /// ``pushAnswered(_:)``.
+        case receivePush
         /// These rows can be neither relayed nor dead-lettered: pass over them; answer with ``skipped()``.
         case skip([BatchPlan.Rejection], because: String)
         /// Run the release script; answer with ``redisReleased()``.
@@ -156,6 +163,8 @@ public struct LeaseMachine: Sendable {
         case sentBeforePush
         /// Waiting for the driver's plan of the rows fetched last.
         case planning
+        /// Waiting for the driver to send a push without reading its answer.
+        case sendingPush
         /// A refused push: the results in flight are received and discarded, no more fetches.
         case draining
         /// The lease's last mark, sent once every result is in.
@@ -191,10 +200,22 @@ public struct LeaseMachine: Sendable {
     private var lingerNext = false
     /// Results in flight, in the order they will arrive.
     private var expected: [Statement] = []
+    /// Whether a page's last push may be sent without waiting (``Action/sendPush(_:fence:record:)``).
+    private let overlapsPushes: Bool
+    /// The push sent without waiting, with the page's chunks Redis already has: nothing of that
+    /// page is marked or recorded as pushed before its answer.
+    private var pushInFlight: (chunk: BatchPlan, page: [BatchPlan])?
+    /// The rows of the page fetched while a push was in flight (as counted in
+    /// ``Outcome/handled``): that page is pushed only once the push is answered.
+    private var heldPage: Int?
 
-    public init(tempo: LeaseTempo, deadLetterProblem: String? = nil) {
+    /// `overlapsPushes`: the page's last push is sent without waiting while a fetch is in flight,
+    /// and its answer read once the next page is received and planned (the daemon's single
+    /// leases); otherwise every push is answered before anything else happens.
+    public init(tempo: LeaseTempo, deadLetterProblem: String? = nil, overlapsPushes: Bool = false) {
         self.tempo = tempo
         self.deadLetterProblem = deadLetterProblem
+        self.overlapsPushes = overlapsPushes
     }
 
     /// The most rows per push: the driver plans each page in chunks of this many rows.
@@ -301,6 +322,21 @@ public struct LeaseMachine: Sendable {
         let fetchAgain = tempoNext == .fetchAgain && !stopRequested
         lingerNext = tempoNext == .linger
         outcome.carriedLimit = tempo.leftBacklog ? tempo.limit : nil
+        if pushInFlight != nil {
+            // The previous page's mark needs its push's answer, and this page is pushed after it:
+            // the next fetch goes to PostgreSQL now, this page is planned, and the previous page's
+            // mark follows once that answer is in.
+            heldPage = ids.count
+            chunks = nil
+            guard fetchAgain else {
+                state = .relaying(.planning)
+                return .plan
+            }
+            let fetch = Statement.fetch(limit: tempo.limit, after: last)
+            expected.append(fetch)
+            state = .relaying(.sentBeforePush)
+            return .send([fetch])
+        }
         var group: [Statement] = []
         if fetchAgain { group.append(.fetch(limit: tempo.limit, after: last)) }
         if let marks = unmarked.take(), !marks.ids.isEmpty {
@@ -327,7 +363,20 @@ public struct LeaseMachine: Sendable {
     public mutating func planned(chunks: [BatchPlan]) -> Action {
         guard case .relaying(.planning) = state else { return unexpected("planned") }
         self.chunks = chunks
-        return pushNextChunk()
+        return pushInFlight == nil ? pushNextChunk() : receivePush()
+    }
+
+    /// The page in hand is planned: the answer of the push in flight comes before its pushes.
+    private mutating func receivePush() -> Action {
+        state = .relaying(.awaiting)
+        return .receivePush
+    }
+
+    /// The driver sent the push of the last ``Action/sendPush(_:fence:record:)``.
+    public mutating func pushSent() -> Action {
+        guard case .relaying(.sendingPush) = state, pushInFlight != nil else { return unexpected("push sent") }
+        state = .relaying(.awaiting)
+        return next()
     }
 
     /// The driver sent the group of the last ``Action/send(_:)``.
@@ -338,7 +387,7 @@ public struct LeaseMachine: Sendable {
                 state = .relaying(.planning)
                 return .plan
             }
-            return pushNextChunk()
+            return pushInFlight == nil ? pushNextChunk() : receivePush()
         case .relaying(.finalMark): return next()
         case .relaying(.awaiting): return next()
         default: return unexpected("sent")
@@ -346,6 +395,7 @@ public struct LeaseMachine: Sendable {
     }
 
     public mutating func pushAnswered(_ push: Push) -> Action {
+        if let flight = pushInFlight { return inFlightPushAnswered(push, flight) }
         guard case .relaying(.awaiting) = state, let chunk = chunks?.first else { return unexpected("push answer") }
         switch push {
         case .pushed:
@@ -368,6 +418,38 @@ public struct LeaseMachine: Sendable {
         case .unconfirmed(let why):
             // Not marked and not in the ledger: whether Redis keeps the batch is decided by the
             // next holder's claim, once replicas acknowledged what it read.
+            return abandon(.unconfirmed(why))
+        }
+    }
+
+    /// The answer of the push sent without waiting: only now is its page marked (with the next
+    /// fetch, when a page is held back) and the held page pushed.
+    private mutating func inFlightPushAnswered(_ push: Push, _ flight: (chunk: BatchPlan, page: [BatchPlan])) -> Action {
+        guard case .relaying(.awaiting) = state else { return unexpected("push answer") }
+        pushInFlight = nil
+        switch push {
+        case .pushed:
+            ledger.pushed(flight.chunk)
+            // Pages pushed without waiting have no rejections (see pushNextChunk()).
+            unmarked = Self.marks(of: flight.page + [flight.chunk])
+            guard heldPage.take() != nil else { return next() }
+            guard let marks = unmarked.take(), !marks.ids.isEmpty else { return pushNextChunk() }
+            let mark = Statement.mark(ids: marks.ids, scheduled: marks.scheduled)
+            expected.append(mark)
+            state = .relaying(.sentBeforePush)
+            return .send([mark])
+        case .refused(let reason):
+            // As a refused push in hand (see pushAnswered(_:)); the held page stays pending.
+            if let held = heldPage.take() { outcome.handled -= held }
+            outcome.refused = reason
+            outcome.carriedLimit = nil
+            lingerNext = false
+            chunks = nil
+            unmarked = Self.marks(of: flight.page)
+            pageDone = []
+            state = .relaying(.draining)
+            return next()
+        case .unconfirmed(let why):
             return abandon(.unconfirmed(why))
         }
     }
@@ -432,6 +514,9 @@ public struct LeaseMachine: Sendable {
     /// Whether pipelined results are still in flight (the driver drains them after a failure).
     public var isAwaitingResults: Bool { !expected.isEmpty }
 
+    /// Whether a push was sent whose answer is not read (the driver drains it after a failure).
+    public var isAwaitingPush: Bool { pushInFlight != nil }
+
     // MARK: transitions
 
     /// The push of the page's next chunk with something to push (each recorded with every
@@ -439,7 +524,20 @@ public struct LeaseMachine: Sendable {
     private mutating func pushNextChunk() -> Action {
         state = .relaying(.awaiting)
         while let chunk = chunks?.first {
-            if !chunk.pushedIDs.isEmpty { return .push(chunk, fence: fence, record: ledger.record(pushing: chunk)) }
+            if !chunk.pushedIDs.isEmpty {
+                // The page's last push goes without waiting when a fetch is in flight to receive
+                // meanwhile, and no row of the page waits for the dead-letter table after it.
+                let overlaps = overlapsPushes && chunks?.count == 1 && !stopRequested
+                    && expected.contains { if case .fetch = $0 { true } else { false } }
+                    && chunk.rejections.isEmpty && pageDone.allSatisfy(\.rejections.isEmpty)
+                guard overlaps else { return .push(chunk, fence: fence, record: ledger.record(pushing: chunk)) }
+                let record = ledger.record(pushing: chunk)
+                pushInFlight = (chunk, pageDone)
+                pageDone = []
+                chunks = nil
+                state = .relaying(.sendingPush)
+                return .sendPush(chunk, fence: fence, record: record)
+            }
             chunks?.removeFirst()
             pageDone.append(chunk)
         }
@@ -469,6 +567,8 @@ public struct LeaseMachine: Sendable {
     /// The next result to receive, or, with none in flight, a linger, the last mark, or the end
     /// of the lease.
     private mutating func next() -> Action {
+        // With a push in flight, the results before the next page come first; then its answer.
+        if pushInFlight != nil, heldPage != nil || expected.isEmpty { return .receivePush }
         if let first = expected.first { return .receive(first) }
         if lingerNext, !stopRequested {
             lingerNext = false

@@ -12,13 +12,15 @@ final class FencedRedis {
     /// Where this connection went (with Sentinel, the master they named).
     let endpoint: RedisEndpoint
     private let claimSHA: String
-    private let pushSHA: String
     private let releaseSHA: String
     private let claimGroupSHA: String
     private let releaseGroupSHA: String
     private let wait: RedisCommand?
     private let waitReplicas: Int
     private let requireMaster: Bool
+    /// For each ``sendPushes(_:sidekiq:)`` whose replies are not read yet, oldest first: the
+    /// number of replies of each push transaction.
+    private var pushesInFlight: [[Int]] = []
 
     init(
         endpoint: RedisEndpoint, timeout: Double, tls: RedisTLS = RedisTLS(), replication: RedisReplication = RedisReplication(),
@@ -31,18 +33,20 @@ final class FencedRedis {
         wait = replication.waitReplicas > 0
             ? RedisCommand("WAIT", String(replication.waitReplicas), String(max(1, Int(replication.waitTimeout * 1000)))) : nil
         let scripts = [
-            FencedPush.claimScript, FencedPush.pushScript, FencedPush.releaseScript, FencedPush.claimGroupScript, FencedPush.releaseGroupScript,
+            FencedPush.claimScript, FencedPush.releaseScript, FencedPush.claimGroupScript, FencedPush.releaseGroupScript,
         ]
         let replies = try connection.send(scripts.map { RedisCommand("SCRIPT", "LOAD", $0) })
         let shas = replies.compactMap(\.text)
         guard shas.count == scripts.count, replies.allSatisfy({ if case .bulk = $0 { true } else { false } }) else {
             throw RedisError(.connectionFailed, "Redis refused to load the relay's scripts: \(replies)")
         }
-        (claimSHA, pushSHA, releaseSHA, claimGroupSHA, releaseGroupSHA) = (shas[0], shas[1], shas[2], shas[3], shas[4])
+        (claimSHA, releaseSHA, claimGroupSHA, releaseGroupSHA) = (shas[0], shas[1], shas[2], shas[3])
         if requireMaster { try checkRole() }
     }
 
-    var isBroken: Bool { connection.isBroken }
+    /// Broken, or left with replies nobody will read (a lease abandoned with a push in flight):
+    /// either way the next pass opens a new connection.
+    var isBroken: Bool { connection.isBroken || connection.unreadReplies > 0 }
 
     /// Connects to `endpoint`, or with Sentinel to the master the Sentinels name (`endpoint`'s
     /// host is then the master's name).
@@ -103,21 +107,31 @@ final class FencedRedis {
         }
     }
 
-    /// Sends a group's batches as one pipeline of push scripts (one `WAIT` after all of them).
+    /// Sends a group's batches as one pipeline of push transactions (one `WAIT` after all of them).
     func sendPushes(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordedRows)], sidekiq: SidekiqKeys) throws
         -> Int
     {
-        try sendWithoutWaiting(batches.map {
-            FencedPush.push(sha: pushSHA, keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record)
-        })
+        let transactions = batches.map {
+            FencedPush.push(keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record)
+        }
+        let count = try sendWithoutWaiting(transactions.flatMap { $0 })
+        pushesInFlight.append(transactions.map(\.count))
+        return count
     }
 
-    /// Each batch's push, from the replies of ``sendPushes(_:sidekiq:)``; a fenced push throws as
-    /// ``push(_:keys:sidekiq:fence:record:)`` does.
+    /// Each batch's push, from the replies of the oldest ``sendPushes(_:sidekiq:)`` not answered
+    /// yet; a fenced push throws as ``push(_:keys:sidekiq:fence:record:)`` does.
     func pushes(_ replies: [RedisReply], count: Int) throws -> [LeaseMachine.Push] {
-        let why = unconfirmed(all: replies, scripts: count)
-        return try replies.prefix(count).map { reply in
-            let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) }
+        guard let sizes = pushesInFlight.first, sizes.count == count, replies.count >= sizes.reduce(0, +) else {
+            throw RelayProblem.unexpectedReply("the push transactions", "\(replies.count) replies for \(count) pushes")
+        }
+        pushesInFlight.removeFirst()
+        let pushReplies = sizes.reduce(0, +)
+        let why = wait == nil || replies.count <= pushReplies ? nil : unconfirmed(wait: replies[pushReplies])
+        var start = 0
+        return try sizes.map { size in
+            defer { start += size }
+            let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(transaction: replies[start..<(start + size)]) }
             if push == .pushed, let why { return .unconfirmed("the push: \(why)") }
             return push
         }
@@ -155,7 +169,12 @@ final class FencedRedis {
     /// Why the `WAIT` that followed a script does not confirm it, or nil when it does (or none ran).
     private func unconfirmed(_ replies: [RedisReply]) -> String? {
         guard wait != nil, replies.count == 2 else { return nil }
-        guard case .integer(let acknowledged) = replies[1] else { return "WAIT failed: \(replies[1])" }
+        return unconfirmed(wait: replies[1])
+    }
+
+    /// Why this reply of `WAIT` does not confirm what went before it, or nil when it does.
+    private func unconfirmed(wait reply: RedisReply) -> String? {
+        guard case .integer(let acknowledged) = reply else { return "WAIT failed: \(reply)" }
         if acknowledged >= waitReplicas { return nil }
         return "\(acknowledged) of \(waitReplicas) replicas acknowledged it in time (--redis-wait-replicas)"
     }

@@ -79,7 +79,7 @@ struct LeaseRun {
             tempo: LeaseTempo(
                 maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key],
                 pageSize: configuration.pageSize, lingers: waitForNotification == nil ? 0 : configuration.lingers),
-            deadLetterProblem: try deadLetterProblem())
+            deadLetterProblem: try deadLetterProblem(), overlapsPushes: true)
         var locked = false
         var gemLocked = false
         defer {
@@ -94,6 +94,8 @@ struct LeaseRun {
         var batchStarted = started
         var action = machine.start()
         var fetchedRows: [OutboxRow]?
+        // Replies of the push sent without waiting (the script's, and WAIT's).
+        var pushReplies = 0
         while true {
             if stop.isStopRequested { machine.requestStop() }
             do {
@@ -151,6 +153,11 @@ struct LeaseRun {
                     action = machine.deadLettered(try deadLettered(rejections, key: key))
                 case .push(let plan, let token, let record):
                     action = machine.pushAnswered(try redis.push(plan, keys: fence, sidekiq: configuration.keys, fence: token, record: record))
+                case .sendPush(let plan, let token, let record):
+                    pushReplies = try redis.sendPushes([(plan, fence, token, record)], sidekiq: configuration.keys)
+                    action = machine.pushSent()
+                case .receivePush:
+                    action = machine.pushAnswered(try redis.pushes(try redis.receive(pushReplies), count: 1)[0])
                 case .skip(let rejections, let reason):
                     skip(rejections, because: reason, key: key, skipped: &skipped)
                     action = machine.skipped()

@@ -17,6 +17,10 @@ public final class RedisConnection {
     private var readChunk = [UInt8](repeating: 0, count: 64 * 1024)
     /// Set once an I/O error left the connection in an unknown state; it must then be replaced.
     public private(set) var isBroken = false
+    /// Replies to commands sent with ``sendWithoutWaiting(_:)`` that ``receive(_:)`` has not read:
+    /// a caller that gave up on them (a lease abandoned mid-pipeline) leaves the connection
+    /// unusable, since the next reply read would answer an old command.
+    public private(set) var unreadReplies = 0
 
     /// Connects (with TLS for `rediss://`), then authenticates and selects the database as
     /// `endpoint` says; every network call waits at most `timeout` seconds.
@@ -76,6 +80,7 @@ public final class RedisConnection {
         guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }
         do {
             try write(commands)
+            unreadReplies += commands.count
         } catch {
             isBroken = true
             throw RedisError(.connectionLost, "lost the connection to Redis at \(endpoint): \(error.message)")
@@ -88,7 +93,10 @@ public final class RedisConnection {
         do {
             var replies: [RedisReply] = []
             replies.reserveCapacity(count)
-            while replies.count < count { replies.append(try readReply()) }
+            while replies.count < count {
+                replies.append(try readReply())
+                unreadReplies -= 1
+            }
             return replies
         } catch {
             isBroken = true
@@ -98,6 +106,10 @@ public final class RedisConnection {
 
     private func send(_ commands: [RedisCommand], connecting: Bool) throws(RedisError) -> [RedisReply] {
         guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }
+        guard unreadReplies == 0 else {
+            isBroken = true
+            throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) has \(unreadReplies) unread replies of an abandoned pipeline")
+        }
         do {
             try write(commands)
             var replies: [RedisReply] = []

@@ -483,4 +483,100 @@ import Testing
         #expect(FencedPush.xid(inFence: "3:9000") == 9000)
         #expect(FencedPush.xid(inFence: "9000") == 9000)
     }
+
+    // MARK: a page's last push sent without waiting (the daemon's single leases)
+
+    /// As ``granted(batchSize:maximumBatches:alreadyPushed:deadLetterProblem:)``, overlapping pushes.
+    static func overlapping(batchSize: Int = 2, pageSize: Int? = nil) -> LeaseMachine {
+        var machine = LeaseMachine(
+            tempo: LeaseTempo(maximumBatches: 10, batchSize: batchSize, carriedLimit: pageSize ?? batchSize, pageSize: pageSize),
+            overlapsPushes: true)
+        _ = machine.start()
+        _ = machine.leaseAnswered(xid: 7)
+        _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: []))
+        _ = machine.sent()
+        return machine
+    }
+
+    /// While Redis runs page k's push, page k+1 is received and planned and page k+2 fetched; page
+    /// k is marked only once its answer is read, and page k+1 pushed only after that.
+    @Test func thePushOfAPageOverlapsTheNextPageButItsMarkWaitsForItsAnswer() {
+        var machine = Self.overlapping()
+        #expect(machine.fetched(ids: [1, 2], available: 2) == .send([.fetch(limit: 2, after: 2)]))
+        #expect(machine.sent() == .plan)
+        #expect(machine.planned(Self.plan([1, 2])) == .sendPush(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
+        #expect(machine.isAwaitingPush)
+        #expect(machine.pushSent() == .receive(.fetch(limit: 2, after: 2)), "the next page comes in while Redis works")
+        // Page 2: its next fetch goes at once, without page 1's mark, which needs page 1's answer.
+        #expect(machine.fetched(ids: [3, 4], available: 2) == .send([.fetch(limit: 2, after: 4)]))
+        #expect(machine.sent() == .plan)
+        #expect(machine.planned(Self.plan([3, 4])) == .receivePush, "page 2 waits for page 1's answer")
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        #expect(!machine.isAwaitingPush)
+        #expect(machine.sent() == .sendPush(Self.plan([3, 4]), fence: "0:7", record: Self.stamped([1, 2, 3, 4])), "the record covers page 1")
+        #expect(machine.pushSent() == .receive(.fetch(limit: 2, after: 4)))
+        // Page 3 is the last: nothing more to fetch; the mark of page 1 comes first.
+        #expect(machine.fetched(ids: [5], available: 1) == .plan)
+        #expect(machine.planned(Self.plan([5])) == .receivePush)
+        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [3, 4], scheduled: [])]))
+        #expect(machine.sent() == .push(Self.plan([5]), fence: "0:7", record: Self.stamped([1, 2, 3, 4, 5])), "no fetch to overlap: answered at once")
+        #expect(machine.pushAnswered(.pushed) == .receive(.mark(ids: [1, 2], scheduled: [])))
+        #expect(machine.marked() == .receive(.mark(ids: [3, 4], scheduled: [])))
+        #expect(machine.marked() == .send([.mark(ids: [5], scheduled: [])]))
+        #expect(machine.sent() == .receive(.mark(ids: [5], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
+    }
+
+    /// A push sent without waiting that Redis refused: nothing of its page is marked or recorded,
+    /// the page fetched meanwhile stays pending (and uncounted), and the earlier chunks of the
+    /// refused page, which Redis has, are marked.
+    @Test func aRefusedPushInFlightMarksOnlyTheChunksBeforeIt() {
+        var machine = Self.overlapping(batchSize: 2, pageSize: 4)
+        #expect(machine.fetched(ids: [1, 2, 3, 4], available: 4) == .send([.fetch(limit: 4, after: 4)]))
+        #expect(machine.sent() == .plan)
+        #expect(machine.planned(chunks: [Self.plan([1, 2]), Self.plan([3, 4])]) == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
+        #expect(machine.pushAnswered(.pushed) == .sendPush(Self.plan([3, 4]), fence: "0:7", record: Self.stamped([1, 2, 3, 4])))
+        #expect(machine.pushSent() == .receive(.fetch(limit: 4, after: 4)))
+        #expect(machine.fetched(ids: [5, 6], available: 2) == .plan)
+        #expect(machine.planned(chunks: [Self.plan([5, 6])]) == .receivePush)
+        #expect(machine.pushAnswered(.refused("wrong type")) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        #expect(machine.sent() == .receive(.mark(ids: [1, 2], scheduled: [])))
+        #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []), "3 to 6 are neither marked nor recorded")
+        _ = machine.redisReleased()
+        guard case .finished(let outcome) = machine.leaseReleased() else {
+            Issue.record("expected the end")
+            return
+        }
+        #expect(outcome.refused == "wrong type")
+        #expect(outcome.relayed == 2)
+        #expect(outcome.handled == 4, "rows 5 and 6 were never handled")
+    }
+
+    /// A push in flight whose answer says too few replicas took it, or that fails: the lease is
+    /// abandoned with nothing of that page marked.
+    @Test func anUnconfirmedOrFailedPushInFlightAbandonsTheLease() {
+        for answer in [LeaseMachine.Push.unconfirmed("0 of 1 replicas"), nil] {
+            var machine = Self.overlapping()
+            _ = machine.fetched(ids: [1, 2], available: 2)
+            _ = machine.sent()
+            _ = machine.planned(Self.plan([1, 2]))
+            #expect(machine.pushSent() == .receive(.fetch(limit: 2, after: 2)))
+            #expect(machine.isAwaitingPush, "the driver knows a reply is unread")
+            if let answer {
+                _ = machine.fetched(ids: [3], available: 1)
+                #expect(machine.planned(Self.plan([3])) == .receivePush)
+                #expect(machine.pushAnswered(answer) == .abandon(.unconfirmed("0 of 1 replicas")))
+            } else {
+                #expect(machine.failed(.serverFailed("gone")) == .abandon(.serverFailed("gone")))
+            }
+        }
+    }
+
+    /// Pages with rows for the dead-letter table, and pages pushed in a stop, wait for each answer.
+    @Test func aPageWithRejectionsIsPushedAndAnsweredAtOnce() {
+        var machine = Self.overlapping()
+        let batch = Self.fetched([1, 2], bad: [2])
+        #expect(machine.fetched(batch) == .send([.fetch(limit: 2, after: 2)]))
+        #expect(machine.sent() == .push(batch.plan, fence: "0:7", record: Self.stamped([1])))
+    }
 }

@@ -102,6 +102,21 @@ final class RedisModel {
             }
             keys[args[0]] = .zset(zset)
             return .integer(added)
+        case "LTRIM":
+            // Only as the push script takes a refused batch back: `LTRIM key count -1`. The
+            // elements it drops were never visible (the transaction runs as one), so they do not
+            // count as written.
+            guard args.count == 3, let start = Int(String(decoding: args[1], as: UTF8.self)), start >= 0,
+                String(decoding: args[2], as: UTF8.self) == "-1"
+            else { return .error("ERR the model takes LTRIM key <start ≥ 0> -1 only") }
+            switch keys[args[0]] {
+            case nil: return .status("OK")
+            case .list(let list):
+                for job in list.prefix(start) { written[Self.jid(in: job) ?? "?", default: 0] -= 1 }
+                keys[args[0]] = start >= list.count ? nil : .list(Array(list.dropFirst(start)))
+                return .status("OK")
+            default: return .error(Self.wrongType)
+            }
         default:
             return .error("ERR unknown command '\(name)' in the model")
         }

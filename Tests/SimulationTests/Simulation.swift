@@ -146,6 +146,29 @@ final class Simulation {
         return reply
     }
 
+    /// A push transaction (``FencedPush/push(keys:sidekiq:fence:plan:record:)``): `MULTI`, its
+    /// `LPUSH`es and its script, run as one at `EXEC`; returns one reply per command. As with a
+    /// script, the connection may drop before it ran (nothing ran) or its replies be lost after.
+    func redisTransaction(_ commands: [RedisCommand], by relay: SimulatedRelay) throws -> [RedisReply] {
+        if inFaultPhase, random.chance(0.02), fault("Redis connection of relay \(relay.name) dropped before the push transaction's EXEC") {
+            throw ConnectionDropped()
+        }
+        var replies: [RedisReply] = [.status("OK")]
+        var results: [RedisReply] = []
+        for command in commands.dropFirst().dropLast() {
+            replies.append(.status("QUEUED"))
+            switch String(decoding: command.arguments[0], as: UTF8.self) {
+            case "EVAL": results.append(scripts.run(command, script: .push, on: redis))
+            default: results.append(redis.command(command.arguments))
+            }
+        }
+        replies.append(.array(results))
+        if inFaultPhase, random.chance(0.03), fault("replies to relay \(relay.name)'s push transaction lost after it ran") {
+            throw ConnectionDropped()
+        }
+        return replies
+    }
+
     /// `WAIT 1 timeout` after a script: true once the replica has every write so far; false when
     /// it is down or too slow.
     func redisWait() -> Bool {
