@@ -83,13 +83,14 @@ final class PrivateRedis {
     /// Its own data folder, so an append-only file survives a restart but not into another test.
     var directory: String { "/tmp/outbox-relay-redis-\(getpid())-\(port)" }
 
-    func start() throws {
+    /// `extraArguments`: for this start only (after those the server was made with).
+    func start(extraArguments more: [String] = []) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
         process.arguments = [
             "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory, "--logfile", "\(directory)/redis.log",
-        ] + extraArguments
+        ] + extraArguments + more
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         self.process = process

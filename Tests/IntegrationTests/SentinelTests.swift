@@ -71,7 +71,7 @@ import Testing
         killed.stop()
         try reconnect()
         try cluster.waitForFailover(from: killed.port)
-        try killed.start()
+        try cluster.restartEmpty(killed)
         try cluster.waitUntilReplicaInSync()
         try Self.relayMore(outbox, producer)
 
@@ -85,7 +85,7 @@ import Testing
             [String(afterKill)])).int64(0, 0)!
         #expect(producer.produced > afterKill + 50, "the producer went on committing")
         #expect(markedMeanwhile == 0, "no row is marked while no replica acknowledges")
-        try replica.start()
+        try cluster.restartEmpty(replica)
         try cluster.waitUntilReplicaInSync()
         try Self.relayMore(outbox, producer)
 
@@ -117,7 +117,7 @@ import Testing
         killed.stop()
         try reconnect()
         try cluster.waitForFailover(from: killed.port)
-        try killed.start()
+        try cluster.restartEmpty(killed)
         try cluster.waitUntilReplicaInSync()
         try Self.relayMore(outbox, producer)
 
