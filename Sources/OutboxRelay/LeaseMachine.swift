@@ -14,7 +14,10 @@
 /// ```
 ///
 /// A page (one fetch) is pushed in chunks of at most the batch size (``pushSize``), one push
-/// script call each, and its pushed rows are marked in one statement. A refused chunk leaves
+/// transaction each, and its pushed rows are marked in one statement. With `overlapsPushes`, a
+/// page's last push is sent without waiting (``Action/sendPush(_:fence:record:)``): the next page
+/// is received and planned, and the page after it fetched, before its answer is read
+/// (``Action/receivePush``); only then is the page marked and the next one pushed. A refused chunk leaves
 /// itself and every later row of the key pending; the page's earlier chunks, which Redis has,
 /// are marked.
 ///
