@@ -55,9 +55,9 @@ public struct LeaseMachine: Sendable {
         /// ``alreadyPushed`` are only marked), one plan per chunk of at most ``pushSize`` rows in
         /// row order; answer with ``planned(chunks:)`` (or ``planned(_:)`` for a single chunk).
         case plan
-        /// Run the push script for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
+        /// Run the push transaction for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
         case push(BatchPlan, fence: String, record: RecordedRows)
-        /// Send the push script for `plan` (as ``push(_:fence:record:)``) without reading its
+        /// Send the push transaction for `plan` (as ``push(_:fence:record:)``) without reading its
         /// answer, so that the next page is received and planned while Redis runs it; answer with
         /// ``pushSent()``. Its answer is read at ``receivePush``.
         case sendPush(BatchPlan, fence: String, record: RecordedRows)

@@ -5,7 +5,7 @@
 /// `maximumBatches` full pages, so that other keys, and other instances, get their turn.
 ///
 /// A page is pushed to Redis in chunks of at most `batchSize` rows (`--batch-size`, the most rows
-/// per push script call), and marked in one statement: so a small batch size does not make
+/// per push transaction), and marked in one statement: so a small batch size does not make
 /// PostgreSQL wait on one round trip per 100 rows.
 ///
 /// A lease that relayed rows and then found its key drained may *linger* (``Next/linger``): wait a
