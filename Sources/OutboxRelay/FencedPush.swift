@@ -257,6 +257,12 @@ public enum FencedPush {
         return .pushed
     }
 
+    /// The release script's answer (see ``releaseScript``): an error reply is a failure of the
+    /// release, named as such.
+    public static func releaseAnswer(_ reply: RedisReply) throws(Refusal) {
+        if case .error = reply { throw failure(reply, "release") }
+    }
+
     private static func failure(_ reply: RedisReply, _ script: String) -> Refusal {
         if case .error(let message) = reply {
             return message.hasPrefix("FENCED") ? .fenced(message) : .failed("Redis refused the relay's \(script) script: \(message)")

@@ -145,7 +145,7 @@ final class FencedRedis {
 
     /// Checks the reply of ``sendReleases(_:)``.
     func releases(_ replies: [RedisReply]) throws {
-        if case .error = replies[0] { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(replies[0]) } }
+        try answer { () throws(FencedPush.Refusal) in try FencedPush.releaseAnswer(replies[0]) }
     }
 
     /// Reads `count` replies of calls sent without waiting.
@@ -183,7 +183,9 @@ final class FencedRedis {
     /// and with Sentinel that it is still the master.
     func ping() throws {
         if requireMaster { return try checkRole() }
-        _ = try call(RedisCommand("PING"))
+        if case .error(let message) = try connection.send([RedisCommand("PING")])[0] {
+            throw RedisError(.commandFailed, "Redis at \(endpoint) refused PING: \(message)")
+        }
     }
 
     /// Throws unless `ROLE` says master, so the loop drops the connection and asks the Sentinels.
@@ -197,13 +199,8 @@ final class FencedRedis {
 
     /// Ends the lease in Redis, leaving in the record only `remaining`, the rows still unmarked.
     func release(_ keys: FencedPush.Keys, fence: String, remaining: RecordedRows = []) throws {
-        _ = try call(FencedPush.release(sha: releaseSHA, keys: keys, fence: fence, remaining: remaining))
-    }
-
-    private func call(_ command: RedisCommand) throws -> RedisReply {
-        let reply = try connection.send([command])[0]
-        if case .error = reply { _ = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(reply) } }
-        return reply
+        let reply = try connection.send([FencedPush.release(sha: releaseSHA, keys: keys, fence: fence, remaining: remaining)])[0]
+        try answer { () throws(FencedPush.Refusal) in try FencedPush.releaseAnswer(reply) }
     }
 
     /// Runs `body`, turning a refusal into the error the relay's loop acts on: a fenced lease, a

@@ -106,6 +106,11 @@ import Testing
         #expect(throws: FencedPush.Refusal.failed("Redis refused the relay's push script: OOM command not allowed when used memory > 'maxmemory'.")) {
             try FencedPush.pushAnswer(transaction: discarded[...])
         }
+        // A release's error is named as the release's (after a SCRIPT FLUSH it once read "push").
+        #expect(throws: FencedPush.Refusal.failed("Redis refused the relay's release script: NOSCRIPT No matching script.")) {
+            try FencedPush.releaseAnswer(.error("NOSCRIPT No matching script."))
+        }
+        #expect(throws: Never.self) { try FencedPush.releaseAnswer(.integer(1)) }
         let fenced: [RedisReply] = [.status("OK"), .status("QUEUED"), .array([.error("FENCED lease taken over by token 0:9")])]
         #expect(throws: FencedPush.Refusal.fenced("FENCED lease taken over by token 0:9")) { try FencedPush.pushAnswer(transaction: fenced[...]) }
     }
