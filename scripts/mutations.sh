@@ -29,6 +29,21 @@ checks = "        if not wrong then wrong = expect(KEYS[2], '"'"'string'"'"') en
 assert checks in s
 s = s.replace(checks, record + checks, 1)
 '
+# The same in the small push script (issue 16 kept it for batches of few bytes).
+small_record_before_push='
+start = s.index("public static let smallPushScript")
+head, small = s[:start], s[start:]
+record = "        redis.call('"'"'SET'"'"', KEYS[2], ARGV[1] .. '"'"':'"'"' .. ARGV[3], '"'"'EX'"'"', ARGV[2])\n"
+assert record in small
+small = small.replace(record, "", 1)
+fence = "then return redis.error_reply('"'"'FENCED lease taken over by token '"'"' .. tostring(seen)) end\n"
+assert fence in small
+small = small.replace(fence, fence + record, 1)
+check = "        if wrong then return wrong end\n"
+assert check in small
+small = small.replace(check, "", 1)
+s = head + small
+'
 # Issue 16: a push transaction whose refusal leaves its LPUSHed jobs in the queues.
 refusal_without_undo='
 undo = "redis.call('"'"'LTRIM'"'"', KEYS[4 + q], tonumber(ARGV[4 + 2 * q]), -1)"
@@ -96,6 +111,7 @@ run() { # name, file, mutation
 
 status=0
 run record-before-push Sources/OutboxRelay/FencedPush.swift "$record_before_push"
+run small-record-before-push Sources/OutboxRelay/FencedPush.swift "$small_record_before_push"
 run refusal-without-undo Sources/OutboxRelay/FencedPush.swift "$refusal_without_undo"
 run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_database"
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"

@@ -12,10 +12,11 @@
 /// - ``claim`` runs first under a new lease: it refuses a token older than one already seen, else
 ///   records the token, so any push still in flight from an earlier holder is refused from then
 ///   on, and returns the ids the earlier holder pushed; those rows are marked, not pushed again.
-/// - ``push`` is one transaction: the batch's jobs go in with plain `LPUSH`es, then a script keeps
-///   them only if the fence still holds its own token and every key it writes has the right type
-///   (else it takes them back), and only then records the ids as pushed: all or nothing, whatever
-///   Redis would refuse.
+/// - ``push`` of a large batch is one transaction: the batch's jobs go in with plain `LPUSH`es,
+///   then a script keeps them only if the fence still holds its own token and every key it writes
+///   has the right type (else it takes them back), and only then records the ids as pushed; a
+///   small batch is one script call doing the same checks before its first write. All or
+///   nothing, whatever Redis would refuse.
 /// - ``release`` leaves only the ids still unmarked (usually none) before the lease is given up.
 public enum FencedPush {
     public static let recordSeconds = 7 * 24 * 3600
@@ -167,6 +168,67 @@ public enum FencedPush {
         return pushed
         """
 
+    /// A small batch's push, all in one script (``push(keys:sidekiq:fence:plan:record:smallSHA:transactionAbove:)``):
+    /// for a few hundred bytes of jobs one script call costs Redis less than a transaction, and
+    /// the hashing of its arguments is no matter.
+    ///
+    /// KEYS: fence, record, queues set, schedule, then one list per queue.
+    /// ARGV: fence, ttl, ids, queue count, per queue (name, job count, jobs…), schedule pair
+    /// count, then (score, json) pairs. Returns the number of jobs pushed, an error when fenced, or
+    /// `{-1, key, type, wanted}` when Redis would refuse a write (nothing written).
+    ///
+    /// All or nothing: a Lua script that fails half-way keeps its earlier writes, so every key is
+    /// checked before the first write, every `unpack` is bounded, and the record that claims the
+    /// ids as pushed is written last, once their jobs are in Redis.
+    public static let smallPushScript = helpers + """
+
+        local seen = redis.call('GET', KEYS[1])
+        if seen ~= ARGV[1] then return redis.error_reply('FENCED lease taken over by token ' .. tostring(seen)) end
+        local queues = tonumber(ARGV[4])
+        local at = 5
+        for q = 1, queues do at = at + 2 + tonumber(ARGV[at + 1]) end
+        local scheduled = tonumber(ARGV[at])
+        local function expect(key, wanted)
+          local t = kind(key)
+          if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
+        end
+        local wrong = expect(KEYS[2], 'string')
+        if not wrong and queues > 0 then wrong = expect(KEYS[3], 'set') end
+        if not wrong and scheduled > 0 then wrong = expect(KEYS[4], 'zset') end
+        for q = 1, queues do
+          if wrong then break end
+          wrong = expect(KEYS[4 + q], 'list')
+        end
+        if wrong then return wrong end
+        for i = at + 1, at + 2 * scheduled, 2 do
+          local score = tonumber(ARGV[i])
+          if not score or score ~= score or score == math.huge or score == -math.huge then
+            return {-1, KEYS[4], 'score ' .. ARGV[i], 'a finite number'}
+          end
+        end
+        local function chunked(command, key, list, first, last, step)
+          local i = first
+          while i <= last do
+            local j = math.min(last, i + 999 * step + step - 1)
+            redis.call(command, key, unpack(list, i, j))
+            i = j + 1
+          end
+        end
+        local names = {}
+        local i = 5
+        for q = 1, queues do
+          names[q] = ARGV[i]
+          local count = tonumber(ARGV[i + 1])
+          chunked('LPUSH', KEYS[4 + q], ARGV, i + 2, i + 1 + count, 1)
+          i = i + 2 + count
+        end
+        chunked('SADD', KEYS[3], names, 1, queues, 1)
+        chunked('ZADD', KEYS[4], ARGV, at + 1, at + 2 * scheduled, 2)
+        redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2])
+        redis.call('EXPIRE', KEYS[1], ARGV[2])
+        return (i - 5 - 2 * queues) + scheduled
+        """
+
     /// KEYS: fence, record. ARGV: fence, ttl, ids. If the fence still holds the token, the record
     /// keeps only `ids`, or goes when there are none.
     public static let releaseScript = releaseFunction + """
@@ -239,10 +301,12 @@ public enum FencedPush {
         return .fenced(newerToken: parts[1].text ?? "?")
     }
 
-    /// A push transaction's answer, from its replies (`MULTI`'s, one per queued command, `EXEC`'s):
-    /// the ``pushScript``'s answer when the transaction ran, else the first error that kept it from
-    /// running (Redis discards the whole transaction when it refuses a command while queueing).
-    public static func pushAnswer(transaction replies: ArraySlice<RedisReply>) throws(Refusal) -> LeaseMachine.Push {
+    /// A push's answer, from its replies: the ``smallPushScript``'s one reply, or a transaction's
+    /// (`MULTI`'s, one per queued command, `EXEC`'s): the ``pushScript``'s answer when the
+    /// transaction ran, else the first error that kept it from running (Redis discards the whole
+    /// transaction when it refuses a command while queueing).
+    public static func pushAnswer(replies: ArraySlice<RedisReply>) throws(Refusal) -> LeaseMachine.Push {
+        if replies.count == 1, let only = replies.first { return try pushAnswer(only) }
         guard let exec = replies.last else { throw .failed("no reply from Redis to the push transaction") }
         if case .array(let results) = exec, let answer = results.last { return try pushAnswer(answer) }
         let cause = replies.dropLast().first { if case .error = $0 { true } else { false } }
@@ -298,19 +362,24 @@ public enum FencedPush {
         return RecordedRows(parsing: record[record.index(after: colon)...])
     }
 
-    /// The transaction that pushes `plan` under `fence`, recording `record` as pushed: `MULTI`,
-    /// one `LPUSH` per queue, the ``pushScript`` (sent whole with `EVAL`, so that a server that
-    /// lost its script cache cannot leave the `LPUSH`es without their check), `EXEC`. Its
-    /// replies, one per command, are answered by ``pushAnswer(transaction:)``. `record`: the ids
-    /// to record as pushed and perhaps unmarked (``PushLedger/record(pushing:)``).
-    public static func push(keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordedRows) -> [RedisCommand] {
-        var commands = [RedisCommand("MULTI")]
-        for queue in plan.queued {
-            commands.append(RedisCommand([Array("LPUSH".utf8), Array(sidekiq.queue(queue.queue).utf8)] + queue.jobs))
-        }
+    /// The commands that push `plan` under `fence`, recording `record` as pushed (`record`: the
+    /// ids to record as pushed and perhaps unmarked, ``PushLedger/record(pushing:)``), answered
+    /// by ``pushAnswer(replies:)``.
+    ///
+    /// Batches whose jobs add up to more than `transactionAbove` bytes go as a transaction:
+    /// `MULTI`, one `LPUSH` per queue, the ``pushScript`` (sent whole with `EVAL`, so that a server
+    /// that lost its script cache cannot run the `LPUSH`es without it), `EXEC`. Smaller ones go as
+    /// one call of the ``smallPushScript`` (`EVALSHA smallSHA`; a lost cache refuses the call whole).
+    public static func push(
+        keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordedRows, smallSHA: String,
+        transactionAbove: Int = transactionThreshold
+    ) -> [RedisCommand] {
         var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
         keyList += plan.queued.map { sidekiq.queue($0.queue) }
-        var arguments: [[UInt8]] = ["EVAL", pushScript, String(keyList.count)].map { Array($0.utf8) }
+        let bytes = plan.queued.reduce(0) { total, queue in queue.jobs.reduce(total) { $0 + $1.count } }
+        let inTransaction = bytes > transactionAbove
+        var arguments: [[UInt8]] = (inTransaction ? ["EVAL", pushScript] : ["EVALSHA", smallSHA]).map { Array($0.utf8) }
+        arguments.append(Array(String(keyList.count).utf8))
         arguments += keyList.map { Array($0.utf8) }
         arguments.append(Array(fence.utf8))
         arguments.append(Array(String(recordSeconds).utf8))
@@ -319,16 +388,28 @@ public enum FencedPush {
         for queue in plan.queued {
             arguments.append(Array(queue.queue.utf8))
             arguments.append(Array(String(queue.jobs.count).utf8))
+            if !inTransaction { arguments += queue.jobs }
         }
         arguments.append(Array(String(plan.scheduled.count).utf8))
         for pair in plan.scheduled {
             arguments.append(Array(pair.score.utf8))
             arguments.append(pair.json)
         }
+        guard inTransaction else { return [RedisCommand(arguments)] }
+        var commands = [RedisCommand("MULTI")]
+        for queue in plan.queued {
+            commands.append(RedisCommand([Array("LPUSH".utf8), Array(sidekiq.queue(queue.queue).utf8)] + queue.jobs))
+        }
         commands.append(RedisCommand(arguments))
         commands.append(RedisCommand("EXEC"))
         return commands
     }
+
+    /// Job bytes above which a batch is pushed as a transaction (see
+    /// ``push(keys:sidekiq:fence:plan:record:smallSHA:transactionAbove:)``). On Redis 7.0 here, a
+    /// 4 KB job cost 10.5 µs through the script and 4.25 µs through `LPUSH` in a transaction, while
+    /// for 20,000 keys of five 200-byte jobs per push, transactions made the relay 20 % slower.
+    public static let transactionThreshold = 8_192
 
     /// The claims of a group's leases, all with the group's `xid` (see ``claimGroupScript``).
     public static func claimGroup(sha: String, leases: [(keys: Keys, rewound: String?)], xid: Int64) -> RedisCommand {

@@ -13,6 +13,7 @@ final class FencedRedis {
     let endpoint: RedisEndpoint
     private let claimSHA: String
     private let releaseSHA: String
+    private let smallPushSHA: String
     private let claimGroupSHA: String
     private let releaseGroupSHA: String
     private let wait: RedisCommand?
@@ -34,13 +35,14 @@ final class FencedRedis {
             ? RedisCommand("WAIT", String(replication.waitReplicas), String(max(1, Int(replication.waitTimeout * 1000)))) : nil
         let scripts = [
             FencedPush.claimScript, FencedPush.releaseScript, FencedPush.claimGroupScript, FencedPush.releaseGroupScript,
+            FencedPush.smallPushScript,
         ]
         let replies = try connection.send(scripts.map { RedisCommand("SCRIPT", "LOAD", $0) })
         let shas = replies.compactMap(\.text)
         guard shas.count == scripts.count, replies.allSatisfy({ if case .bulk = $0 { true } else { false } }) else {
             throw RedisError(.connectionFailed, "Redis refused to load the relay's scripts: \(replies)")
         }
-        (claimSHA, releaseSHA, claimGroupSHA, releaseGroupSHA) = (shas[0], shas[1], shas[2], shas[3])
+        (claimSHA, releaseSHA, claimGroupSHA, releaseGroupSHA, smallPushSHA) = (shas[0], shas[1], shas[2], shas[3], shas[4])
         if requireMaster { try checkRole() }
     }
 
@@ -112,7 +114,7 @@ final class FencedRedis {
         -> Int
     {
         let transactions = batches.map {
-            FencedPush.push(keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record)
+            FencedPush.push(keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record, smallSHA: smallPushSHA)
         }
         let count = try sendWithoutWaiting(transactions.flatMap { $0 })
         pushesInFlight.append(transactions.map(\.count))
@@ -131,7 +133,7 @@ final class FencedRedis {
         var start = 0
         return try sizes.map { size in
             defer { start += size }
-            let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(transaction: replies[start..<(start + size)]) }
+            let push = try answer { () throws(FencedPush.Refusal) in try FencedPush.pushAnswer(replies: replies[start..<(start + size)]) }
             if push == .pushed, let why { return .unconfirmed("the push: \(why)") }
             return push
         }

@@ -73,7 +73,18 @@ import Testing
         ]
         let plan = BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
         let keys = FencedPush.Keys(lease: lease, cluster: "1", namespace: nil)
-        let commands = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: RecordedRows([5: 1_000_000, 7: 1_000_000, 8: 1_000_000, 9: RecordedRows.anyRow]))
+        let record = RecordedRows([5: 1_000_000, 7: 1_000_000, 8: 1_000_000, 9: RecordedRows.anyRow])
+        // Small: one call of the small push script, jobs and all.
+        let small = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: record, smallSHA: "abc")
+        #expect(small.map { $0.arguments.map { String(decoding: $0, as: UTF8.self) } } == [[
+            "EVALSHA", "abc", "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
+            "0:42", String(FencedPush.recordSeconds), "5@1000000,7@1000000,8@1000000,9",
+            "2", "a", "1", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#,
+            "b", "1", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#,
+            "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
+        ]])
+        // Above the threshold: a transaction whose script never sees the queued jobs.
+        let commands = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: record, smallSHA: "abc", transactionAbove: 10)
         let text = commands.map { $0.arguments.map { String(decoding: $0, as: UTF8.self) } }
         #expect(text == [
             ["MULTI"],
@@ -93,18 +104,18 @@ import Testing
     /// answers with the error that made it discard it.
     @Test func answersATransactionWithItsScriptsAnswerOrTheErrorThatDiscardedIt() throws {
         let ran: [RedisReply] = [.status("OK"), .status("QUEUED"), .status("QUEUED"), .array([.integer(3), .integer(3)])]
-        #expect(try FencedPush.pushAnswer(transaction: ran[...]) == .pushed)
+        #expect(try FencedPush.pushAnswer(replies: ran[...]) == .pushed)
         let refused: [RedisReply] = [
             .status("OK"), .status("QUEUED"), .status("QUEUED"),
             .array([.error("WRONGTYPE Operation against a key holding the wrong kind of value"), .array([.integer(-1), .bulk(Array("queue:a".utf8)), .status("string"), .bulk(Array("list".utf8))])]),
         ]
-        #expect(try FencedPush.pushAnswer(transaction: refused[...]) == .refused("Redis key 'queue:a' holds a string, not a list (WRONGTYPE); fix or delete that key"))
+        #expect(try FencedPush.pushAnswer(replies: refused[...]) == .refused("Redis key 'queue:a' holds a string, not a list (WRONGTYPE); fix or delete that key"))
         let discarded: [RedisReply] = [
             .status("OK"), .error("OOM command not allowed when used memory > 'maxmemory'."), .status("QUEUED"),
             .error("EXECABORT Transaction discarded because of previous errors."),
         ]
         #expect(throws: FencedPush.Refusal.failed("Redis refused the relay's push script: OOM command not allowed when used memory > 'maxmemory'.")) {
-            try FencedPush.pushAnswer(transaction: discarded[...])
+            try FencedPush.pushAnswer(replies: discarded[...])
         }
         // A release's error is named as the release's (after a SCRIPT FLUSH it once read "push").
         #expect(throws: FencedPush.Refusal.failed("Redis refused the relay's release script: NOSCRIPT No matching script.")) {
@@ -112,7 +123,7 @@ import Testing
         }
         #expect(throws: Never.self) { try FencedPush.releaseAnswer(.integer(1)) }
         let fenced: [RedisReply] = [.status("OK"), .status("QUEUED"), .array([.error("FENCED lease taken over by token 0:9")])]
-        #expect(throws: FencedPush.Refusal.fenced("FENCED lease taken over by token 0:9")) { try FencedPush.pushAnswer(transaction: fenced[...]) }
+        #expect(throws: FencedPush.Refusal.fenced("FENCED lease taken over by token 0:9")) { try FencedPush.pushAnswer(replies: fenced[...]) }
     }
 
     @Test func writesIdListsAsDecimals() {

@@ -6,7 +6,7 @@ import OutboxRelay
 /// writes it made before, as real Redis does.
 final class LuaScripts {
     enum Script: Int, CaseIterable {
-        case claim, push, release, claimGroup, releaseGroup
+        case claim, push, release, claimGroup, releaseGroup, smallPush
 
         var source: String {
             switch self {
@@ -15,6 +15,7 @@ final class LuaScripts {
             case .release: FencedPush.releaseScript
             case .claimGroup: FencedPush.claimGroupScript
             case .releaseGroup: FencedPush.releaseGroupScript
+            case .smallPush: FencedPush.smallPushScript
             }
         }
     }

@@ -39,6 +39,9 @@ final class SimulatedRelay {
     /// Whether a lease's last push of a page is sent without waiting, as the daemon's single
     /// leases do (even-numbered relays), or answered at once (odd ones).
     var overlapsPushes: Bool { name.isMultiple(of: 2) }
+    /// Job bytes above which a push is a transaction: always, never, or for batches of more than
+    /// a few jobs, by relay.
+    var transactionAbove: Int { [0, Int.max, 300][name % 3] }
     /// The answer of the push sent without waiting: the script ran when it was sent, and its
     /// answer is read at a later step, so faults fall between.
     private var pushInFlight: LeaseMachine.Push?
@@ -221,13 +224,15 @@ final class SimulatedRelay {
             // A notification came in time, or not.
             return machine.lingered(notified: world.random.chance(0.5))
         case .push(let plan, let fence, let record):
-            let commands = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
-            var push = try FencedPush.pushAnswer(transaction: try world.redisTransaction(commands, by: self)[...])
+            let commands = FencedPush.push(
+                keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
+            var push = try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...])
             if push == .pushed, world.waitReplicas, !world.redisWait() { push = .unconfirmed("0 of 1 replicas") }
             return machine.pushAnswered(push)
         case .sendPush(let plan, let fence, let record):
-            let commands = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
-            var push = try FencedPush.pushAnswer(transaction: try world.redisTransaction(commands, by: self)[...])
+            let commands = FencedPush.push(
+                keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
+            var push = try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...])
             if push == .pushed, world.waitReplicas, !world.redisWait() { push = .unconfirmed("0 of 1 replicas") }
             pushInFlight = push
             return machine.pushSent()
@@ -512,8 +517,9 @@ extension SimulatedRelay {
             for index in members {
                 guard case .push(let plan, let fence, let record) = flight.group.action(of: index) else { fatalError("not a push") }
                 let commands = FencedPush.push(
-                    keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record)
-                pushes.append(try FencedPush.pushAnswer(transaction: try world.redisTransaction(commands, by: self)[...]))
+                    keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "",
+                    transactionAbove: transactionAbove)
+                pushes.append(try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...]))
             }
             if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
                 pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }

@@ -146,10 +146,12 @@ final class Simulation {
         return reply
     }
 
-    /// A push transaction (``FencedPush/push(keys:sidekiq:fence:plan:record:)``): `MULTI`, its
-    /// `LPUSH`es and its script, run as one at `EXEC`; returns one reply per command. As with a
-    /// script, the connection may drop before it ran (nothing ran) or its replies be lost after.
-    func redisTransaction(_ commands: [RedisCommand], by relay: SimulatedRelay) throws -> [RedisReply] {
+    /// A push (``FencedPush/push(keys:sidekiq:fence:plan:record:smallSHA:transactionAbove:)``):
+    /// one call of the small push script, or a transaction: `MULTI`, its `LPUSH`es and its
+    /// script, run as one at `EXEC`. Returns one reply per command. As with a script, the
+    /// connection may drop before it ran (nothing ran) or its replies be lost after.
+    func redisPush(_ commands: [RedisCommand], by relay: SimulatedRelay) throws -> [RedisReply] {
+        if commands.count == 1 { return [try redisScript(.smallPush, commands[0], by: relay)] }
         if inFaultPhase, random.chance(0.02), fault("Redis connection of relay \(relay.name) dropped before the push transaction's EXEC") {
             throw ConnectionDropped()
         }
