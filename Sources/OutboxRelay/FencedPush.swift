@@ -21,7 +21,8 @@
 public enum FencedPush {
     public static let recordSeconds = 7 * 24 * 3600
 
-    /// Lua helpers shared by the scripts. A fence is `<epoch>:<xid>` (a bare `<xid>`, as written
+    /// Lua helpers shared by the scripts (and the key-type check and bounded `unpack` of the two
+    /// push scripts). A fence is `<epoch>:<xid>` (a bare `<xid>`, as written
     /// by releases before epochs existed, is epoch 0); decimals compare as numbers by length first.
     static let helpers = """
         local function greater(a, b) return #a > #b or (#a == #b and a > b) end
@@ -31,6 +32,21 @@ public enum FencedPush {
           return '0', fence
         end
         local function kind(key) return redis.call('TYPE', key)['ok'] end
+        -- A refusal {-1, key, type, wanted} when `key` holds neither nothing nor `wanted`.
+        local function expect(key, wanted)
+          local t = kind(key)
+          if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
+        end
+        -- `command key` with list[first..last] (every `step`-th pair or value), at most 1,000
+        -- values per call: Lua 5.1 cannot unpack many thousands.
+        local function chunked(command, key, list, first, last, step)
+          local i = first
+          while i <= last do
+            local j = math.min(last, i + 999 * step + step - 1)
+            redis.call(command, key, unpack(list, i, j))
+            i = j + 1
+          end
+        end
         """
 
     /// KEYS: fence, record. ARGV: xid, ttl, rewound (the exact fence this holder found to be ahead
@@ -115,10 +131,6 @@ public enum FencedPush {
             if kind(KEYS[4 + q]) == 'list' then redis.call('LTRIM', KEYS[4 + q], tonumber(ARGV[4 + 2 * q]), -1) end
           end
         end
-        local function expect(key, wanted)
-          local t = kind(key)
-          if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
-        end
         local wrong = expect(KEYS[1], 'string')
         if not wrong then
           local seen = redis.call('GET', KEYS[1])
@@ -146,14 +158,6 @@ public enum FencedPush {
         if wrong then
           undo()
           return wrong
-        end
-        local function chunked(command, key, list, first, last, step)
-          local i = first
-          while i <= last do
-            local j = math.min(last, i + 999 * step + step - 1)
-            redis.call(command, key, unpack(list, i, j))
-            i = j + 1
-          end
         end
         local names = {}
         local pushed = scheduled
@@ -188,10 +192,6 @@ public enum FencedPush {
         local at = 5
         for q = 1, queues do at = at + 2 + tonumber(ARGV[at + 1]) end
         local scheduled = tonumber(ARGV[at])
-        local function expect(key, wanted)
-          local t = kind(key)
-          if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
-        end
         local wrong = expect(KEYS[2], 'string')
         if not wrong and queues > 0 then wrong = expect(KEYS[3], 'set') end
         if not wrong and scheduled > 0 then wrong = expect(KEYS[4], 'zset') end
@@ -204,14 +204,6 @@ public enum FencedPush {
           local score = tonumber(ARGV[i])
           if not score or score ~= score or score == math.huge or score == -math.huge then
             return {-1, KEYS[4], 'score ' .. ARGV[i], 'a finite number'}
-          end
-        end
-        local function chunked(command, key, list, first, last, step)
-          local i = first
-          while i <= last do
-            local j = math.min(last, i + 999 * step + step - 1)
-            redis.call(command, key, unpack(list, i, j))
-            i = j + 1
           end
         end
         local names = {}

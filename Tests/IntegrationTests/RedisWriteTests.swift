@@ -40,10 +40,7 @@ import Testing
     @Test func writesEveryArgumentByteForByteOverTLS() throws {
         let certs = SecureConnectionTests.certificates()
         defer { try? FileManager.default.removeItem(atPath: certs) }
-        let redis = try PrivateRedis(extraArguments: [
-            "--port", "0", "--tls-port", "PORT", "--tls-cert-file", "\(certs)/server.crt", "--tls-key-file", "\(certs)/server.key",
-            "--tls-ca-cert-file", "\(certs)/ca.crt", "--tls-auth-clients", "yes",
-        ], tls: RedisTLS(caFile: "\(certs)/ca.crt", certificateFile: "\(certs)/client.crt", keyFile: "\(certs)/client.key"))
+        let redis = try SecureConnectionTests.tlsRedis(certs)
         defer { redis.destroy() }
         let client = try RedisConnection(endpoint: redis.adminEndpoint, timeout: 5, tls: redis.tls)
         try Self.roundTrip(client, key: "write-test")

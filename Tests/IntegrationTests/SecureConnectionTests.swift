@@ -32,13 +32,18 @@ import Testing
         try connection.query(SQLStatement("SELECT count(*) FROM event_store_outbox WHERE enqueued_at IS NULL")).int64(0, 0) ?? -1
     }
 
-    @Test func relaysOverTLSToRedisAndRefusesAnUnverifiedServer() throws {
-        let certs = Self.certificates()
-        defer { try? FileManager.default.removeItem(atPath: certs) }
-        let redis = try PrivateRedis(extraArguments: [
+    /// A Redis that speaks only TLS with the certificates in `certs`, and requires client ones.
+    static func tlsRedis(_ certs: String) throws -> PrivateRedis {
+        try PrivateRedis(extraArguments: [
             "--port", "0", "--tls-port", "PORT", "--tls-cert-file", "\(certs)/server.crt", "--tls-key-file", "\(certs)/server.key",
             "--tls-ca-cert-file", "\(certs)/ca.crt", "--tls-auth-clients", "yes",
         ], tls: RedisTLS(caFile: "\(certs)/ca.crt", certificateFile: "\(certs)/client.crt", keyFile: "\(certs)/client.key"))
+    }
+
+    @Test func relaysOverTLSToRedisAndRefusesAnUnverifiedServer() throws {
+        let certs = Self.certificates()
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let redis = try Self.tlsRedis(certs)
         defer { redis.destroy() }
         let postgres = try PrivatePostgres()
         defer { postgres.destroy() }

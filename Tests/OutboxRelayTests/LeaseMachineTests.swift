@@ -23,6 +23,15 @@ import Testing
         fetched(ids, alreadyPushed: alreadyPushed, bad: bad).plan
     }
 
+    /// The outcome of a lease that finished; records an issue for any other action.
+    static func outcome(_ action: LeaseMachine.Action, sourceLocation: SourceLocation = #_sourceLocation) -> LeaseMachine.Outcome? {
+        guard case .finished(let outcome) = action else {
+            Issue.record("expected the end of the lease, got \(action)", sourceLocation: sourceLocation)
+            return nil
+        }
+        return outcome
+    }
+
     /// A machine with its lease granted under fence `0:7` and its first fetch sent.
     static func granted(batchSize: Int = 10, maximumBatches: Int = 10, alreadyPushed: RecordedRows = [], deadLetterProblem: String? = nil)
         -> LeaseMachine
@@ -110,10 +119,7 @@ import Testing
         _ = machine.sent()
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
         _ = machine.redisReleased()
-        guard case .finished(let outcome) = machine.leaseReleased() else {
-            Issue.record("expected the end")
-            return
-        }
+        guard let outcome = Self.outcome(machine.leaseReleased()) else { return }
         #expect(outcome.carriedLimit == 2, "the key still had a backlog")
     }
 
@@ -175,10 +181,7 @@ import Testing
         #expect(machine.fetched(Self.fetched([5, 6])) == .receive(.mark(ids: [1, 2], scheduled: [])), "fetched rows are dropped")
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []), "3 and 4 are neither marked nor recorded")
         _ = machine.redisReleased()
-        guard case .finished(let outcome) = machine.leaseReleased() else {
-            Issue.record("expected the end")
-            return
-        }
+        guard let outcome = Self.outcome(machine.leaseReleased()) else { return }
         #expect(outcome.refused == "wrong type")
         #expect(outcome.relayed == 2)
     }
@@ -325,10 +328,7 @@ import Testing
         #expect(machine.sent() == .receive(.mark(ids: [1, 2], scheduled: [])))
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
         _ = machine.redisReleased()
-        guard case .finished(let outcome) = machine.leaseReleased() else {
-            Issue.record("expected the end")
-            return
-        }
+        guard let outcome = Self.outcome(machine.leaseReleased()) else { return }
         #expect(outcome.refused == "wrong type")
         #expect(outcome.relayed == 2)
         #expect(outcome.carriedLimit == nil)
@@ -447,10 +447,7 @@ import Testing
         _ = machine.start()
         _ = machine.leaseAnswered(xid: 7)
         #expect(machine.claimAnswered(.refused("Redis key 'f' holds a list")) == .releaseLease)
-        guard case .finished(let outcome) = machine.leaseReleased() else {
-            Issue.record("not finished")
-            return
-        }
+        guard let outcome = Self.outcome(machine.leaseReleased()) else { return }
         #expect(outcome.refused == "Redis key 'f' holds a list")
         #expect(outcome.handled == 0)
     }
@@ -474,10 +471,7 @@ import Testing
             _ = machine.start()
             _ = machine.leaseAnswered(xid: 7)
             #expect(machine.claimAnswered(.fenced(newerToken: value)) == .releaseLease, "\(value)")
-            guard case .finished(let outcome) = machine.leaseReleased() else {
-                Issue.record("not finished")
-                continue
-            }
+            guard let outcome = Self.outcome(machine.leaseReleased()) else { continue }
             #expect(outcome.refused?.contains("which is not a fence") == true)
         }
         #expect(FencedPush.xid(inFence: "3:9000") == 9000)
@@ -543,10 +537,7 @@ import Testing
         #expect(machine.sent() == .receive(.mark(ids: [1, 2], scheduled: [])))
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []), "3 to 6 are neither marked nor recorded")
         _ = machine.redisReleased()
-        guard case .finished(let outcome) = machine.leaseReleased() else {
-            Issue.record("expected the end")
-            return
-        }
+        guard let outcome = Self.outcome(machine.leaseReleased()) else { return }
         #expect(outcome.refused == "wrong type")
         #expect(outcome.relayed == 2)
         #expect(outcome.handled == 4, "rows 5 and 6 were never handled")
