@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the simulation bites: re-introduces, one at a time, each data-loss defect that issues 11
 # and 15 found (and a record trusted without its rows' stamps after a restore, and the defects that
-# issue 16's chunked pages, overlapped pushes and push transactions could have), runs the
+# issue 16's chunked pages, pipelined pushes and push transactions could have), runs the
 # simulation's default seeds, and expects it to fail. The sources are restored after each
 # mutation, whatever happens. Usage: scripts/mutations.sh [SEEDS]   (default 10000)
 set -euo pipefail
@@ -22,18 +22,35 @@ PY
 }
 
 record_before_push='
-record = "        redis.call('"'"'SET'"'"', KEYS[2], ARGV[1] .. '"'"':'"'"' .. ARGV[3], '"'"'EX'"'"', ARGV[2])\n"
-assert record in s
-s = s.replace(record, "", 1)
+start = s.index("public static let pushScript")
+end = s.index("public static let smallPushScript")
+head, script, tail = s[:start], s[start:end], s[end:]
+record = """        if ARGV[4] == '"'"'1'"'"' then
+          redis.call('"'"'APPEND'"'"', KEYS[2], redis.call('"'"'GET'"'"', KEYS[5]))
+          redis.call('"'"'DEL'"'"', KEYS[5])
+          redis.call('"'"'EXPIRE'"'"', KEYS[2], ARGV[2])
+        else
+          redis.call('"'"'RENAME'"'"', KEYS[5], KEYS[2])
+        end
+"""
+assert record in script
+script = script.replace(record, "", 1)
 checks = "        if not wrong then wrong = expect(KEYS[2], '"'"'string'"'"') end\n"
-assert checks in s
-s = s.replace(checks, record + checks, 1)
+assert checks in script
+script = script.replace(checks, record + checks, 1)
+s = head + script + tail
 '
 # The same in the small push script (issue 16 kept it for batches of few bytes).
 small_record_before_push='
 start = s.index("public static let smallPushScript")
 head, small = s[:start], s[start:]
-record = "        redis.call('"'"'SET'"'"', KEYS[2], ARGV[1] .. '"'"':'"'"' .. ARGV[3], '"'"'EX'"'"', ARGV[2])\n"
+record = """        if ARGV[5] == '"'"'1'"'"' then
+          redis.call('"'"'APPEND'"'"', KEYS[2], ARGV[3])
+          redis.call('"'"'EXPIRE'"'"', KEYS[2], ARGV[2])
+        else
+          redis.call('"'"'SET'"'"', KEYS[2], ARGV[3], '"'"'EX'"'"', ARGV[2])
+        end
+"""
 assert record in small
 small = small.replace(record, "", 1)
 fence = "then return redis.error_reply('"'"'FENCED lease taken over by token '"'"' .. tostring(seen)) end\n"
@@ -46,9 +63,15 @@ s = head + small
 '
 # Issue 16: a push transaction whose refusal leaves its LPUSHed jobs in the queues.
 refusal_without_undo='
-undo = "redis.call('"'"'LTRIM'"'"', KEYS[4 + q], tonumber(ARGV[4 + 2 * q]), -1)"
+undo = "redis.call('"'"'LTRIM'"'"', KEYS[5 + q], tonumber(ARGV[5 + 2 * q]), -1)"
 assert undo in s
 s = s.replace(undo, "local _ = 0", 1)
+'
+# Issue 16: a page's pipelined push that runs although the push before it did not land.
+pipelined_push_unchecked='
+old = "          if last == '"'"''"'"' then return true end\n"
+assert old in s
+s = s.replace(old, "          if true then return true end\n", 1)
 '
 fence_without_database='
 old = "        \"" + chr(92) + "(system):" + chr(92) + "(database)\""
@@ -86,15 +109,15 @@ s = s.replace(old, "            unmarked = Self.marks(of: pageDone + [chunk])\n 
 '
 # Issue 16: a push sent without waiting, refused, yet marked with the chunks before it.
 refused_push_in_flight_marked='
-old = "            unmarked = Self.marks(of: flight.page)\n"
+old = "                if refusal == nil { refusal = reason }\n"
 assert old in s, old
-s = s.replace(old, "            unmarked = Self.marks(of: flight.page + [flight.chunk])\n", 1)
+s = s.replace(old, "                if refusal == nil { refusal = reason; landed.append(chunk) }\n", 1)
 '
 # Issue 16: a push sent without waiting left out of the ledger once answered.
 push_in_flight_not_in_ledger='
-old = "            ledger.pushed(flight.chunk)\n"
+old = "                ledger.pushed(chunk)\n                landed.append(chunk)\n"
 assert old in s, old
-s = s.replace(old, "", 1)
+s = s.replace(old, "                landed.append(chunk)\n", 1)
 '
 
 run() { # name, file, mutation
@@ -113,6 +136,7 @@ status=0
 run record-before-push Sources/OutboxRelay/FencedPush.swift "$record_before_push"
 run small-record-before-push Sources/OutboxRelay/FencedPush.swift "$small_record_before_push"
 run refusal-without-undo Sources/OutboxRelay/FencedPush.swift "$refusal_without_undo"
+run pipelined-push-unchecked Sources/OutboxRelay/FencedPush.swift "$pipelined_push_unchecked"
 run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_database"
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"
 run unconfirmed-as-pushed Sources/OutboxRelay/LeaseMachine.swift "$unconfirmed_as_pushed"

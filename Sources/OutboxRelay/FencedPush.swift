@@ -7,7 +7,9 @@
 /// - `outbox-relay:fence:<cluster>:<database>:<lease>`: the newest fence;
 /// - `outbox-relay:pushed:<cluster>:<database>:<lease>`: `<fence>:<ids>`, the rows pushed under
 ///   that lease that may not be marked in PostgreSQL yet (``PushLedger``).
-/// Both expire after ``recordSeconds`` of disuse, and carry the redis-namespace prefix if set.
+/// - `outbox-relay:staged:<cluster>:<database>:<lease>`: a push transaction's record, between the
+///   transaction's `SET` and its script, which keeps it (moves it to the record) or deletes it.
+/// They expire after ``recordSeconds`` of disuse, and carry the redis-namespace prefix if set.
 ///
 /// - ``claim`` runs first under a new lease: it refuses a token older than one already seen, else
 ///   records the token, so any push still in flight from an earlier holder is refused from then
@@ -16,7 +18,8 @@
 ///   then a script keeps them only if the fence still holds its own token and every key it writes
 ///   has the right type (else it takes them back), and only then records the ids as pushed; a
 ///   small batch is one script call doing the same checks before its first write. All or
-///   nothing, whatever Redis would refuse.
+///   nothing, whatever Redis would refuse. The pushes of a page are pipelined, each refused
+///   unless the one before it landed (``RecordWrite``).
 /// - ``release`` leaves only the ids still unmarked (usually none) before the lease is given up.
 public enum FencedPush {
     public static let recordSeconds = 7 * 24 * 3600
@@ -37,6 +40,15 @@ public enum FencedPush {
           local t = kind(key)
           if t ~= 'none' and t ~= wanted then return {-1, key, t, wanted} end
         end
+        -- Whether the record ends with the entry `last`, the last row of the push sent just before
+        -- this one in its pipeline: that push landed (always true without one). The key was
+        -- checked to hold a string, or nothing.
+        local function follows(recordKey, last)
+          if last == '' then return true end
+          local tail = redis.call('GETRANGE', recordKey, -(#last + 1), -1)
+          return tail == ',' .. last or tail == ':' .. last
+        end
+        local notFollowing = {-2, 'the push sent before it in the same pipeline did not land'}
         -- `command key` with list[first..last] (every `step`-th pair or value), at most 1,000
         -- values per call: Lua 5.1 cannot unpack many thousands.
         local function chunked(command, key, list, first, last, step)
@@ -105,15 +117,19 @@ public enum FencedPush {
         return answers
         """
 
-    /// The end of a push transaction (``push(keys:sidekiq:fence:plan:record:)``): `MULTI`, one
-    /// `LPUSH` per queue with the batch's jobs, then this script, then `EXEC`. The jobs never pass
-    /// through Lua (Redis hashes every byte of every string a script receives, which cost more
-    /// than the push itself for large payloads); the script decides whether they stay.
+    /// The end of a push transaction (``push(keys:sidekiq:fence:plan:record:smallSHA:transactionAbove:)``):
+    /// `MULTI`, one `LPUSH` per queue with the batch's jobs, `SET` of the staged record, then this
+    /// script, then `EXEC`. Neither the jobs nor the record pass through Lua (Redis hashes every
+    /// byte of every string a script receives, which cost more than the push itself for large
+    /// payloads, and the record names thousands of rows); the script decides whether they stay.
     ///
-    /// KEYS: fence, record, queues set, schedule, then one list per queue.
-    /// ARGV: fence, ttl, ids, queue count, per queue (name, job count), schedule pair count, then
-    /// (score, json) pairs. Returns the number of jobs pushed, an error when fenced, or
-    /// `{-1, key, type, wanted}` when a key holds the wrong type; then nothing of the batch stays.
+    /// KEYS: fence, record, queues set, schedule, staged record, then one list per queue.
+    /// ARGV: fence, ttl, the entry the record must end with (``RecordWrite/follows``, or ''),
+    /// '1' to append the staged record to the record (else it replaces it), queue count, per queue
+    /// (name, job count), schedule pair count, then (score, json) pairs. Returns the number of jobs
+    /// pushed, an error when fenced, `{-1, key, type, wanted}` when a key holds the wrong type, or
+    /// `{-2, why}` when the push before it in the pipeline did not land; then nothing of the batch
+    /// stays.
     ///
     /// All or nothing: Redis ran the transaction's `LPUSH`es just before, with nothing in between,
     /// so the first `count` elements of each queue are this batch's jobs, and a refusal takes them
@@ -123,13 +139,14 @@ public enum FencedPush {
     /// last.
     public static let pushScript = helpers + """
 
-        local queues = tonumber(ARGV[4])
-        local at = 5 + 2 * queues
+        local queues = tonumber(ARGV[5])
+        local at = 6 + 2 * queues
         local scheduled = tonumber(ARGV[at])
         local function undo()
           for q = 1, queues do
-            if kind(KEYS[4 + q]) == 'list' then redis.call('LTRIM', KEYS[4 + q], tonumber(ARGV[4 + 2 * q]), -1) end
+            if kind(KEYS[5 + q]) == 'list' then redis.call('LTRIM', KEYS[5 + q], tonumber(ARGV[5 + 2 * q]), -1) end
           end
+          redis.call('DEL', KEYS[5])
         end
         local wrong = expect(KEYS[1], 'string')
         if not wrong then
@@ -140,13 +157,14 @@ public enum FencedPush {
           end
         end
         if not wrong then wrong = expect(KEYS[2], 'string') end
+        if not wrong and not follows(KEYS[2], ARGV[3]) then wrong = notFollowing end
         if not wrong and queues > 0 then wrong = expect(KEYS[3], 'set') end
         if not wrong and scheduled > 0 then wrong = expect(KEYS[4], 'zset') end
         for q = 1, queues do
           if wrong then break end
           -- Its LPUSH made it a list, unless it held another type, which refused the LPUSH.
-          local t = kind(KEYS[4 + q])
-          if t ~= 'list' then wrong = {-1, KEYS[4 + q], t, 'list'} end
+          local t = kind(KEYS[5 + q])
+          if t ~= 'list' then wrong = {-1, KEYS[5 + q], t, 'list'} end
         end
         for i = at + 1, at + 2 * scheduled, 2 do
           if wrong then break end
@@ -162,12 +180,18 @@ public enum FencedPush {
         local names = {}
         local pushed = scheduled
         for q = 1, queues do
-          names[q] = ARGV[3 + 2 * q]
-          pushed = pushed + tonumber(ARGV[4 + 2 * q])
+          names[q] = ARGV[4 + 2 * q]
+          pushed = pushed + tonumber(ARGV[5 + 2 * q])
         end
         chunked('SADD', KEYS[3], names, 1, queues, 1)
         chunked('ZADD', KEYS[4], ARGV, at + 1, at + 2 * scheduled, 2)
-        redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2])
+        if ARGV[4] == '1' then
+          redis.call('APPEND', KEYS[2], redis.call('GET', KEYS[5]))
+          redis.call('DEL', KEYS[5])
+          redis.call('EXPIRE', KEYS[2], ARGV[2])
+        else
+          redis.call('RENAME', KEYS[5], KEYS[2])
+        end
         redis.call('EXPIRE', KEYS[1], ARGV[2])
         return pushed
         """
@@ -177,9 +201,12 @@ public enum FencedPush {
     /// the hashing of its arguments is no matter.
     ///
     /// KEYS: fence, record, queues set, schedule, then one list per queue.
-    /// ARGV: fence, ttl, ids, queue count, per queue (name, job count, jobs…), schedule pair
-    /// count, then (score, json) pairs. Returns the number of jobs pushed, an error when fenced, or
-    /// `{-1, key, type, wanted}` when Redis would refuse a write (nothing written).
+    /// ARGV: fence, ttl, the record's value (``RecordWrite/value(fence:)``), the entry the record
+    /// must end with (``RecordWrite/follows``, or ''), '1' to append the value to the record (else
+    /// it replaces it), queue count, per queue (name, job count, jobs…), schedule pair count, then
+    /// (score, json) pairs. Returns the number of jobs pushed, an error when fenced,
+    /// `{-1, key, type, wanted}` when Redis would refuse a write, or `{-2, why}` when the push
+    /// before it in the pipeline did not land (nothing written).
     ///
     /// All or nothing: a Lua script that fails half-way keeps its earlier writes, so every key is
     /// checked before the first write, every `unpack` is bounded, and the record that claims the
@@ -188,11 +215,12 @@ public enum FencedPush {
 
         local seen = redis.call('GET', KEYS[1])
         if seen ~= ARGV[1] then return redis.error_reply('FENCED lease taken over by token ' .. tostring(seen)) end
-        local queues = tonumber(ARGV[4])
-        local at = 5
+        local queues = tonumber(ARGV[6])
+        local at = 7
         for q = 1, queues do at = at + 2 + tonumber(ARGV[at + 1]) end
         local scheduled = tonumber(ARGV[at])
         local wrong = expect(KEYS[2], 'string')
+        if not wrong and not follows(KEYS[2], ARGV[4]) then wrong = notFollowing end
         if not wrong and queues > 0 then wrong = expect(KEYS[3], 'set') end
         if not wrong and scheduled > 0 then wrong = expect(KEYS[4], 'zset') end
         for q = 1, queues do
@@ -207,7 +235,7 @@ public enum FencedPush {
           end
         end
         local names = {}
-        local i = 5
+        local i = 7
         for q = 1, queues do
           names[q] = ARGV[i]
           local count = tonumber(ARGV[i + 1])
@@ -216,9 +244,14 @@ public enum FencedPush {
         end
         chunked('SADD', KEYS[3], names, 1, queues, 1)
         chunked('ZADD', KEYS[4], ARGV, at + 1, at + 2 * scheduled, 2)
-        redis.call('SET', KEYS[2], ARGV[1] .. ':' .. ARGV[3], 'EX', ARGV[2])
+        if ARGV[5] == '1' then
+          redis.call('APPEND', KEYS[2], ARGV[3])
+          redis.call('EXPIRE', KEYS[2], ARGV[2])
+        else
+          redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2])
+        end
         redis.call('EXPIRE', KEYS[1], ARGV[2])
-        return (i - 5 - 2 * queues) + scheduled
+        return (i - 7 - 2 * queues) + scheduled
         """
 
     /// KEYS: fence, record. ARGV: fence, ttl, ids. If the fence still holds the token, the record
@@ -258,12 +291,15 @@ public enum FencedPush {
     public struct Keys: Sendable, Equatable {
         public let fence: String
         public let record: String
+        /// Where a push transaction stages its record until its script keeps it.
+        public let staged: String
 
         /// `cluster`: the lease's ``FencedPush/scope(system:database:)``.
         public init(lease: LeaseKey, cluster: String, namespace: String?) {
             let prefix = namespace.map { "\($0):" } ?? ""
             fence = "\(prefix)outbox-relay:fence:\(cluster):\(lease.value)"
             record = "\(prefix)outbox-relay:pushed:\(cluster):\(lease.value)"
+            staged = "\(prefix)outbox-relay:staged:\(cluster):\(lease.value)"
         }
     }
 
@@ -326,8 +362,9 @@ public enum FencedPush {
         return .failed("unexpected reply from Redis to the \(script) script: \(reply)")
     }
 
-    /// `{-1, key, type, wanted}`: a script found a key it would write holding the wrong type.
+    /// `{-2, why}`: the push before it in the pipeline did not land. `{-1, key, type, wanted}`: a script found a key it would write holding the wrong type.
     static func refusal(_ parts: [RedisReply]) -> String? {
+        if parts.count == 2, parts[0] == .integer(-2) { return parts[1].text ?? "?" }
         guard parts.count == 4, parts[0] == .integer(-1) else { return nil }
         let key = parts[1].text ?? "?"
         let found = parts[2].text ?? "?"
@@ -354,28 +391,31 @@ public enum FencedPush {
         return RecordedRows(parsing: record[record.index(after: colon)...])
     }
 
-    /// The commands that push `plan` under `fence`, recording `record` as pushed (`record`: the
-    /// ids to record as pushed and perhaps unmarked, ``PushLedger/record(pushing:)``), answered
-    /// by ``pushAnswer(replies:)``.
+    /// The commands that push `plan` under `fence`, writing `record` to the lease's record (every
+    /// pushed row that may not be marked, ``PushLedger``), answered by ``pushAnswer(replies:)``.
     ///
     /// Batches whose jobs add up to more than `transactionAbove` bytes go as a transaction:
-    /// `MULTI`, one `LPUSH` per queue, the ``pushScript`` (sent whole with `EVAL`, so that a server
-    /// that lost its script cache cannot run the `LPUSH`es without it), `EXEC`. Smaller ones go as
-    /// one call of the ``smallPushScript`` (`EVALSHA smallSHA`; a lost cache refuses the call whole).
+    /// `MULTI`, one `LPUSH` per queue, `SET` of the staged record, the ``pushScript`` (sent whole
+    /// with `EVAL`, so that a server that lost its script cache cannot run the `LPUSH`es without
+    /// it), `EXEC`. Smaller ones go as one call of the ``smallPushScript`` (`EVALSHA smallSHA`; a
+    /// lost cache refuses the call whole).
     public static func push(
-        keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordedRows, smallSHA: String,
+        keys: Keys, sidekiq: SidekiqKeys, fence: String, plan: BatchPlan, record: RecordWrite, smallSHA: String,
         transactionAbove: Int = transactionThreshold
     ) -> [RedisCommand] {
-        var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
-        keyList += plan.queued.map { sidekiq.queue($0.queue) }
         let bytes = plan.queued.reduce(0) { total, queue in queue.jobs.reduce(total) { $0 + $1.count } }
         let inTransaction = bytes > transactionAbove
+        var keyList = [keys.fence, keys.record, sidekiq.queues, sidekiq.schedule]
+        if inTransaction { keyList.append(keys.staged) }
+        keyList += plan.queued.map { sidekiq.queue($0.queue) }
         var arguments: [[UInt8]] = (inTransaction ? ["EVAL", pushScript] : ["EVALSHA", smallSHA]).map { Array($0.utf8) }
         arguments.append(Array(String(keyList.count).utf8))
         arguments += keyList.map { Array($0.utf8) }
         arguments.append(Array(fence.utf8))
         arguments.append(Array(String(recordSeconds).utf8))
-        arguments.append(record.text)
+        if !inTransaction { arguments.append(record.value(fence: fence)) }
+        arguments.append(record.follows)
+        arguments.append(record.appends ? [UInt8(ascii: "1")] : [UInt8(ascii: "0")])
         arguments.append(Array(String(plan.queued.count).utf8))
         for queue in plan.queued {
             arguments.append(Array(queue.queue.utf8))
@@ -392,6 +432,8 @@ public enum FencedPush {
         for queue in plan.queued {
             commands.append(RedisCommand([Array("LPUSH".utf8), Array(sidekiq.queue(queue.queue).utf8)] + queue.jobs))
         }
+        commands.append(
+            RedisCommand([Array("SET".utf8), Array(keys.staged.utf8), record.value(fence: fence), Array("EX".utf8), Array(String(recordSeconds).utf8)]))
         commands.append(RedisCommand(arguments))
         commands.append(RedisCommand("EXEC"))
         return commands

@@ -42,7 +42,7 @@ public struct LeaseGroup: Sendable {
             case .receive(.mark): self = .mark
             case .releaseRedis: self = .releaseRedis
             case .releaseLease: self = .releaseLease
-            case .send, .finished, .abandon, .linger, .sendPush, .receivePush: return nil
+            case .send, .finished, .abandon, .linger, .sendPushes, .receivePush: return nil
             }
         }
     }
@@ -110,7 +110,7 @@ public struct LeaseGroup: Sendable {
             // Members never linger: their tempo allows one batch and no wait.
             case .linger: return failed(.serverFailed("protocol error: a grouped lease asked to linger"))
             // Nor do they push without waiting: their machines are made without overlapsPushes.
-            case .sendPush, .receivePush: return failed(.serverFailed("protocol error: a grouped lease pushed without waiting"))
+            case .sendPushes, .receivePush: return failed(.serverFailed("protocol error: a grouped lease pushed without waiting"))
             default:
                 if let phase = Phase(actions[index]), earliest.map({ phase < $0 }) ?? true { earliest = phase }
             }

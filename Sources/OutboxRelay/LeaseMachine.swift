@@ -15,8 +15,9 @@
 ///
 /// A page (one fetch) is pushed in chunks of at most the batch size (``pushSize``), one push
 /// transaction each, and its pushed rows are marked in one statement. With `overlapsPushes`, a
-/// page's last push is sent without waiting (``Action/sendPush(_:fence:record:)``): the next page
-/// is received and planned, and the page after it fetched, before its answer is read
+/// page's pushes go down one pipeline without waiting (``Action/sendPushes(_:fence:records:)``),
+/// each refused unless the one before it landed (``RecordWrite``): the next page is received and
+/// planned, and the page after it fetched, before their answers are read
 /// (``Action/receivePush``); only then is the page marked and the next one pushed. A refused chunk leaves
 /// itself and every later row of the key pending; the page's earlier chunks, which Redis has,
 /// are marked.
@@ -57,12 +58,13 @@ public struct LeaseMachine: Sendable {
         case plan
         /// Run the push transaction for `plan` under `fence`, recording `record`; answer with ``pushAnswered(_:)``.
         case push(BatchPlan, fence: String, record: RecordedRows)
-        /// Send the push transaction for `plan` (as ``push(_:fence:record:)``) without reading its
-        /// answer, so that the next page is received and planned while Redis runs it; answer with
-        /// ``pushSent()``. Its answer is read at ``receivePush``.
-        case sendPush(BatchPlan, fence: String, record: RecordedRows)
-        /// Read the answer of the push sent last (``sendPush(_:fence:record:)``); answer with
-        /// ``pushAnswered(_:)``.
+        /// Send the push transactions of these chunks, in order (as ``push(_:fence:record:)``, each
+        /// writing its record), without reading their answers, so that the next page is received
+        /// and planned while Redis runs them; answer with ``pushSent()``. Their answers are read
+        /// at ``receivePush``.
+        case sendPushes([BatchPlan], fence: String, records: [RecordWrite])
+        /// Read the answers of the pushes sent last (``sendPushes(_:fence:records:)``); answer with
+        /// ``pushesAnswered(_:)``.
         case receivePush
         /// These rows can be neither relayed nor dead-lettered: pass over them; answer with ``skipped()``.
         case skip([BatchPlan.Rejection], because: String)
@@ -166,7 +168,7 @@ public struct LeaseMachine: Sendable {
         case sentBeforePush
         /// Waiting for the driver's plan of the rows fetched last.
         case planning
-        /// Waiting for the driver to send a push without reading its answer.
+        /// Waiting for the driver to send pushes without reading their answers.
         case sendingPush
         /// A refused push: the results in flight are received and discarded, no more fetches.
         case draining
@@ -203,18 +205,19 @@ public struct LeaseMachine: Sendable {
     private var lingerNext = false
     /// Results in flight, in the order they will arrive.
     private var expected: [Statement] = []
-    /// Whether a page's last push may be sent without waiting (``Action/sendPush(_:fence:record:)``).
+    /// Whether a page's pushes may be sent without waiting (``Action/sendPushes(_:fence:records:)``).
     private let overlapsPushes: Bool
-    /// The push sent without waiting, with the page's chunks Redis already has: nothing of that
-    /// page is marked or recorded as pushed before its answer.
-    private var pushInFlight: (chunk: BatchPlan, page: [BatchPlan])?
+    /// The page's chunks whose pushes were sent without waiting (in order, with those that had
+    /// nothing to push), and the page's chunks Redis already has: nothing of that page is marked
+    /// or recorded as pushed before their answers.
+    private var pushInFlight: (chunks: [BatchPlan], page: [BatchPlan])?
     /// The rows of the page fetched while a push was in flight (as counted in
     /// ``Outcome/handled``): that page is pushed only once the push is answered.
     private var heldPage: Int?
 
-    /// `overlapsPushes`: the page's last push is sent without waiting while a fetch is in flight,
-    /// and its answer read once the next page is received and planned (the daemon's single
-    /// leases); otherwise every push is answered before anything else happens.
+    /// `overlapsPushes`: a page's pushes are sent without waiting, and their answers read once
+    /// the next page is received and planned (the daemon's single leases); otherwise every push is
+    /// answered before anything else happens.
     public init(tempo: LeaseTempo, deadLetterProblem: String? = nil, overlapsPushes: Bool = false) {
         self.tempo = tempo
         self.deadLetterProblem = deadLetterProblem
@@ -375,7 +378,7 @@ public struct LeaseMachine: Sendable {
         return .receivePush
     }
 
-    /// The driver sent the push of the last ``Action/sendPush(_:fence:record:)``.
+    /// The driver sent the pushes of the last ``Action/sendPushes(_:fence:records:)``.
     public mutating func pushSent() -> Action {
         guard case .relaying(.sendingPush) = state, pushInFlight != nil else { return unexpected("push sent") }
         state = .relaying(.awaiting)
@@ -398,8 +401,7 @@ public struct LeaseMachine: Sendable {
     }
 
     public mutating func pushAnswered(_ push: Push) -> Action {
-        if let flight = pushInFlight { return inFlightPushAnswered(push, flight) }
-        guard case .relaying(.awaiting) = state, let chunk = chunks?.first else { return unexpected("push answer") }
+        guard case .relaying(.awaiting) = state, pushInFlight == nil, let chunk = chunks?.first else { return unexpected("push answer") }
         switch push {
         case .pushed:
             chunks?.removeFirst()
@@ -425,36 +427,52 @@ public struct LeaseMachine: Sendable {
         }
     }
 
-    /// The answer of the push sent without waiting: only now is its page marked (with the next
-    /// fetch, when a page is held back) and the held page pushed.
-    private mutating func inFlightPushAnswered(_ push: Push, _ flight: (chunk: BatchPlan, page: [BatchPlan])) -> Action {
-        guard case .relaying(.awaiting) = state else { return unexpected("push answer") }
-        pushInFlight = nil
-        switch push {
-        case .pushed:
-            ledger.pushed(flight.chunk)
-            // Pages pushed without waiting have no rejections (see pushNextChunk()).
-            unmarked = Self.marks(of: flight.page + [flight.chunk])
-            guard heldPage.take() != nil else { return next() }
-            guard let marks = unmarked.take(), !marks.ids.isEmpty else { return pushNextChunk() }
-            let mark = Statement.mark(ids: marks.ids, scheduled: marks.scheduled)
-            expected.append(mark)
-            state = .relaying(.sentBeforePush)
-            return .send([mark])
-        case .refused(let reason):
+    /// The answers of the pushes sent without waiting (``Action/sendPushes(_:fence:records:)``),
+    /// in order: only now is their page marked (with the next fetch, when a page is held back) and
+    /// the held page pushed. After a refused push, every later one of the page was refused too
+    /// (it runs only if the one before it landed).
+    public mutating func pushesAnswered(_ pushes: [Push]) -> Action {
+        guard case .relaying(.awaiting) = state, let flight = pushInFlight.take(),
+            pushes.count == flight.chunks.count(where: { !$0.pushedIDs.isEmpty })
+        else { return unexpected("push answers") }
+        var answers = pushes[...]
+        var landed = flight.page
+        var refusal: String?
+        for chunk in flight.chunks {
+            guard !chunk.pushedIDs.isEmpty else {
+                if refusal == nil { landed.append(chunk) }
+                continue
+            }
+            switch answers.removeFirst() {
+            case .pushed:
+                if refusal != nil { return abandon(.serverFailed("Redis took a push after refusing the one before it")) }
+                ledger.pushed(chunk)
+                landed.append(chunk)
+            case .refused(let reason):
+                if refusal == nil { refusal = reason }
+            case .unconfirmed(let why):
+                return abandon(.unconfirmed(why))
+            }
+        }
+        // Pages pushed without waiting have no rejections (see pushNextChunk()).
+        unmarked = Self.marks(of: landed)
+        if let reason = refusal {
             // As a refused push in hand (see pushAnswered(_:)); the held page stays pending.
             if let held = heldPage.take() { outcome.handled -= held }
             outcome.refused = reason
             outcome.carriedLimit = nil
             lingerNext = false
             chunks = nil
-            unmarked = Self.marks(of: flight.page)
             pageDone = []
             state = .relaying(.draining)
             return next()
-        case .unconfirmed(let why):
-            return abandon(.unconfirmed(why))
         }
+        guard heldPage.take() != nil else { return next() }
+        guard let marks = unmarked.take(), !marks.ids.isEmpty else { return pushNextChunk() }
+        let mark = Statement.mark(ids: marks.ids, scheduled: marks.scheduled)
+        expected.append(mark)
+        state = .relaying(.sentBeforePush)
+        return .send([mark])
     }
 
     public mutating func marked() -> Action {
@@ -517,35 +535,51 @@ public struct LeaseMachine: Sendable {
     /// Whether pipelined results are still in flight (the driver drains them after a failure).
     public var isAwaitingResults: Bool { !expected.isEmpty }
 
-    /// Whether a push was sent whose answer is not read (the driver drains it after a failure).
+    /// Whether pushes were sent whose answers are not read (the driver drains them after a failure).
     public var isAwaitingPush: Bool { pushInFlight != nil }
 
     // MARK: transitions
 
     /// The push of the page's next chunk with something to push (each recorded with every
-    /// pushed, unmarked row), or, once every chunk is in Redis, what follows the page.
+    /// pushed, unmarked row), or, once every chunk is in Redis, what follows the page. With
+    /// `overlapsPushes`, the rest of the page goes as one pipeline of pushes instead, unless a row
+    /// of it waits for the dead-letter table.
     private mutating func pushNextChunk() -> Action {
         state = .relaying(.awaiting)
         while let chunk = chunks?.first {
             if !chunk.pushedIDs.isEmpty {
-                // The page's last push goes without waiting when a fetch is in flight to receive
-                // meanwhile, and no row of the page waits for the dead-letter table after it.
-                let overlaps = overlapsPushes && chunks?.count == 1 && !stopRequested
-                    && expected.contains { if case .fetch = $0 { true } else { false } }
-                    && chunk.rejections.isEmpty && pageDone.allSatisfy(\.rejections.isEmpty)
+                let rest = chunks ?? []
+                let overlaps = overlapsPushes && !stopRequested
+                    && rest.allSatisfy(\.rejections.isEmpty) && pageDone.allSatisfy(\.rejections.isEmpty)
                 guard overlaps else { return .push(chunk, fence: fence, record: ledger.record(pushing: chunk)) }
-                let record = ledger.record(pushing: chunk)
-                pushInFlight = (chunk, pageDone)
-                pageDone = []
-                chunks = nil
-                state = .relaying(.sendingPush)
-                return .sendPush(chunk, fence: fence, record: record)
+                return sendPushes(rest)
             }
             chunks?.removeFirst()
             pageDone.append(chunk)
         }
         chunks = nil
         return afterPage()
+    }
+
+    /// The pushes of `rest`, the page's chunks not pushed yet, sent as one pipeline: the first
+    /// writes the whole record, each later one appends its rows, and runs only if the one before
+    /// it landed.
+    private mutating func sendPushes(_ rest: [BatchPlan]) -> Action {
+        var sent: [BatchPlan] = []
+        var records: [RecordWrite] = []
+        for chunk in rest where !chunk.pushedIDs.isEmpty {
+            if let before = sent.last {
+                records.append(.append(pushed: chunk.pushedRows, after: before.pushedRows))
+            } else {
+                records.append(.replace(earlier: ledger.unmarked, pushed: chunk.pushedRows))
+            }
+            sent.append(chunk)
+        }
+        pushInFlight = (rest, pageDone)
+        pageDone = []
+        chunks = nil
+        state = .relaying(.sendingPush)
+        return .sendPushes(sent, fence: fence, records: records)
     }
 
     /// After every chunk of the page is in Redis (or had nothing to push): its mark waits for the

@@ -43,6 +43,13 @@ public struct RecordedRows: Sendable, Equatable, ExpressibleByArrayLiteral {
         Dictionary(uniqueKeysWithValues: entries.map { ($0.id, $0.stamp) })
     }
 
+    /// The entry of the highest id alone (none when empty).
+    public var lastRow: RecordedRows {
+        var last = RecordedRows()
+        last.entries = Array(entries.suffix(1))
+        return last
+    }
+
     public var isEmpty: Bool { entries.isEmpty }
     public var count: Int { entries.count }
     public var ids: Set<Int64> { Set(entries.lazy.map(\.id)) }

@@ -74,11 +74,11 @@ final class FencedRedis {
         return claim
     }
 
-    /// Pushes the plan's jobs under `fence`, recording `record` as pushed (by default the plan's
-    /// rows); throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
-    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: RecordedRows? = nil) throws -> LeaseMachine.Push {
+    /// Pushes the plan's jobs under `fence`, writing `record` (by default the plan's rows) as the
+    /// record; throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
+    func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: RecordWrite? = nil) throws -> LeaseMachine.Push {
         // One path for one batch and for a group's: send, read the replies, answer.
-        let count = try sendPushes([(plan, keys, fence, record ?? plan.pushedRows)], sidekiq: sidekiq)
+        let count = try sendPushes([(plan, keys, fence, record ?? .whole(plan.pushedRows))], sidekiq: sidekiq)
         return try pushes(try receive(count), count: 1)[0]
     }
 
@@ -109,8 +109,9 @@ final class FencedRedis {
         }
     }
 
-    /// Sends a group's batches as one pipeline of push transactions (one `WAIT` after all of them).
-    func sendPushes(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordedRows)], sidekiq: SidekiqKeys) throws
+    /// Sends batches (a group's, or a page's chunks) as one pipeline of push transactions (one
+    /// `WAIT` after all of them).
+    func sendPushes(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordWrite)], sidekiq: SidekiqKeys) throws
         -> Int
     {
         let transactions = batches.map {

@@ -303,7 +303,7 @@ struct GroupFlight {
             redisReplies = try run.redis.sendPushes(
                 members.map { index in
                     guard case .push(let plan, let fence, let record) = group.action(of: index) else { preconditionFailure("not a push") }
-                    return (plan, fences[index], fence, record)
+                    return (plan, fences[index], fence, .whole(record))
                 }, sidekiq: run.configuration.keys)
         case .releaseRedis:
             redisReplies = try run.redis.sendReleases(members.map { index in

@@ -94,8 +94,9 @@ struct LeaseRun {
         var batchStarted = started
         var action = machine.start()
         var fetchedRows: [OutboxRow]?
-        // Replies of the push sent without waiting (the script's, and WAIT's).
-        var pushReplies = 0
+        // Replies of the pushes sent without waiting (their transactions', and WAIT's), and how
+        // many pushes they answer.
+        var pushReplies = (replies: 0, pushes: 0)
         while true {
             if stop.isStopRequested { machine.requestStop() }
             do {
@@ -152,12 +153,13 @@ struct LeaseRun {
                 case .receive(.deadLetter(let rejections)):
                     action = machine.deadLettered(try deadLettered(rejections, key: key))
                 case .push(let plan, let token, let record):
-                    action = machine.pushAnswered(try redis.push(plan, keys: fence, sidekiq: configuration.keys, fence: token, record: record))
-                case .sendPush(let plan, let token, let record):
-                    pushReplies = try redis.sendPushes([(plan, fence, token, record)], sidekiq: configuration.keys)
+                    action = machine.pushAnswered(try redis.push(plan, keys: fence, sidekiq: configuration.keys, fence: token, record: .whole(record)))
+                case .sendPushes(let plans, let token, let records):
+                    let replies = try redis.sendPushes(zip(plans, records).map { ($0, fence, token, $1) }, sidekiq: configuration.keys)
+                    pushReplies = (replies, plans.count)
                     action = machine.pushSent()
                 case .receivePush:
-                    action = machine.pushAnswered(try redis.pushes(try redis.receive(pushReplies), count: 1)[0])
+                    action = machine.pushesAnswered(try redis.pushes(try redis.receive(pushReplies.replies), count: pushReplies.pushes))
                 case .skip(let rejections, let reason):
                     skip(rejections, because: reason, key: key, skipped: &skipped)
                     action = machine.skipped()

@@ -75,24 +75,27 @@ import Testing
         let keys = FencedPush.Keys(lease: lease, cluster: "1", namespace: nil)
         let record = RecordedRows([5: 1_000_000, 7: 1_000_000, 8: 1_000_000, 9: RecordedRows.anyRow])
         // Small: one call of the small push script, jobs and all.
-        let small = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: record, smallSHA: "abc")
+        let small = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: .whole(record), smallSHA: "abc")
         #expect(small.map { $0.arguments.map { String(decoding: $0, as: UTF8.self) } } == [[
             "EVALSHA", "abc", "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
-            "0:42", String(FencedPush.recordSeconds), "5@1000000,7@1000000,8@1000000,9",
+            "0:42", String(FencedPush.recordSeconds), "0:42:5@1000000,7@1000000,8@1000000,9", "", "0",
             "2", "a", "1", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#,
             "b", "1", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#,
             "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
         ]])
-        // Above the threshold: a transaction whose script never sees the queued jobs.
-        let commands = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: record, smallSHA: "abc", transactionAbove: 10)
+        // Above the threshold: a transaction whose script sees neither the queued jobs nor the
+        // record, which it stages; this one appends its rows after those of the push before it.
+        let after = RecordWrite.append(pushed: RecordedRows([7: 1_000_000, 8: 1_000_000, 9: 1_000_000]), after: RecordedRows([4: 1_000_000, 5: 2_000_000]))
+        let commands = FencedPush.push(keys: keys, sidekiq: SidekiqKeys(), fence: "0:42", plan: plan, record: after, smallSHA: "abc", transactionAbove: 10)
         let text = commands.map { $0.arguments.map { String(decoding: $0, as: UTF8.self) } }
         #expect(text == [
             ["MULTI"],
             ["LPUSH", "queue:a", #"{"class":"J","queue":"a","jid":"7","created_at":1.0,"enqueued_at":1.0}"#],
             ["LPUSH", "queue:b", #"{"class":"J","queue":"b","jid":"8","created_at":1.0,"enqueued_at":1.0}"#],
+            ["SET", keys.staged, ",7@1000000,8@1000000,9@1000000", "EX", String(FencedPush.recordSeconds)],
             [
-                "EVAL", FencedPush.pushScript, "6", keys.fence, keys.record, "queues", "schedule", "queue:a", "queue:b",
-                "0:42", String(FencedPush.recordSeconds), "5@1000000,7@1000000,8@1000000,9",
+                "EVAL", FencedPush.pushScript, "7", keys.fence, keys.record, "queues", "schedule", keys.staged, "queue:a", "queue:b",
+                "0:42", String(FencedPush.recordSeconds), "5@2000000", "1",
                 "2", "a", "1", "b", "1",
                 "1", "3.5", #"{"class":"J","queue":"a","jid":"9","created_at":1.0}"#,
             ],

@@ -478,7 +478,7 @@ import Testing
         #expect(FencedPush.xid(inFence: "9000") == 9000)
     }
 
-    // MARK: a page's last push sent without waiting (the daemon's single leases)
+    // MARK: a page's pushes sent without waiting (the daemon's single leases)
 
     /// As ``granted(batchSize:maximumBatches:alreadyPushed:deadLetterProblem:)``, overlapping pushes.
     static func overlapping(batchSize: Int = 2, pageSize: Int? = nil) -> LeaseMachine {
@@ -492,48 +492,79 @@ import Testing
         return machine
     }
 
-    /// While Redis runs page k's push, page k+1 is received and planned and page k+2 fetched; page
-    /// k is marked only once its answer is read, and page k+1 pushed only after that.
+    /// While Redis runs page k's pushes, page k+1 is received and planned and page k+2 fetched;
+    /// page k is marked only once their answers are read, and page k+1 pushed only after that.
     @Test func thePushOfAPageOverlapsTheNextPageButItsMarkWaitsForItsAnswer() {
         var machine = Self.overlapping()
         #expect(machine.fetched(ids: [1, 2], available: 2) == .send([.fetch(limit: 2, after: 2)]))
         #expect(machine.sent() == .plan)
-        #expect(machine.planned(Self.plan([1, 2])) == .sendPush(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
+        #expect(
+            machine.planned(Self.plan([1, 2]))
+                == .sendPushes([Self.plan([1, 2])], fence: "0:7", records: [.replace(earlier: [], pushed: Self.stamped([1, 2]))]))
         #expect(machine.isAwaitingPush)
         #expect(machine.pushSent() == .receive(.fetch(limit: 2, after: 2)), "the next page comes in while Redis works")
         // Page 2: its next fetch goes at once, without page 1's mark, which needs page 1's answer.
         #expect(machine.fetched(ids: [3, 4], available: 2) == .send([.fetch(limit: 2, after: 4)]))
         #expect(machine.sent() == .plan)
         #expect(machine.planned(Self.plan([3, 4])) == .receivePush, "page 2 waits for page 1's answer")
-        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        #expect(machine.pushesAnswered([.pushed]) == .send([.mark(ids: [1, 2], scheduled: [])]))
         #expect(!machine.isAwaitingPush)
-        #expect(machine.sent() == .sendPush(Self.plan([3, 4]), fence: "0:7", record: Self.stamped([1, 2, 3, 4])), "the record covers page 1")
+        #expect(
+            machine.sent()
+                == .sendPushes([Self.plan([3, 4])], fence: "0:7", records: [.replace(earlier: Self.stamped([1, 2]), pushed: Self.stamped([3, 4]))]),
+            "the record covers page 1")
         #expect(machine.pushSent() == .receive(.fetch(limit: 2, after: 4)))
-        // Page 3 is the last: nothing more to fetch; the mark of page 1 comes first.
+        // Page 3 is the last: nothing more to fetch; the marks in flight come in while Redis works.
         #expect(machine.fetched(ids: [5], available: 1) == .plan)
         #expect(machine.planned(Self.plan([5])) == .receivePush)
-        #expect(machine.pushAnswered(.pushed) == .send([.mark(ids: [3, 4], scheduled: [])]))
-        #expect(machine.sent() == .push(Self.plan([5]), fence: "0:7", record: Self.stamped([1, 2, 3, 4, 5])), "no fetch to overlap: answered at once")
-        #expect(machine.pushAnswered(.pushed) == .receive(.mark(ids: [1, 2], scheduled: [])))
+        #expect(machine.pushesAnswered([.pushed]) == .send([.mark(ids: [3, 4], scheduled: [])]))
+        #expect(
+            machine.sent()
+                == .sendPushes([Self.plan([5])], fence: "0:7", records: [.replace(earlier: Self.stamped([1, 2, 3, 4]), pushed: Self.stamped([5]))]))
+        #expect(machine.pushSent() == .receive(.mark(ids: [1, 2], scheduled: [])))
         #expect(machine.marked() == .receive(.mark(ids: [3, 4], scheduled: [])))
-        #expect(machine.marked() == .send([.mark(ids: [5], scheduled: [])]))
+        #expect(machine.marked() == .receivePush)
+        #expect(machine.pushesAnswered([.pushed]) == .send([.mark(ids: [5], scheduled: [])]))
         #expect(machine.sent() == .receive(.mark(ids: [5], scheduled: [])))
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []))
     }
 
-    /// A push sent without waiting that Redis refused: nothing of its page is marked or recorded,
-    /// the page fetched meanwhile stays pending (and uncounted), and the earlier chunks of the
-    /// refused page, which Redis has, are marked.
+    /// A page's chunks go down one pipeline: the first push writes the whole record, each later
+    /// one appends its rows and runs only if the one before it landed (the record ends with its
+    /// last row); a chunk of rows pushed before is only marked.
+    @Test func aPagesChunksArePipelinedEachAfterTheOneBefore() {
+        var machine = Self.overlapping(batchSize: 2, pageSize: 6)
+        #expect(machine.fetched(ids: [1, 2, 3, 4, 5, 6], available: 5) == .plan)
+        let chunks = [Self.plan([1, 2]), Self.plan([3], alreadyPushed: Self.stamped([3])), Self.plan([4, 5]), Self.plan([6])]
+        #expect(
+            machine.planned(chunks: chunks)
+                == .sendPushes(
+                    [chunks[0], chunks[2], chunks[3]], fence: "0:7",
+                    records: [
+                        .replace(earlier: [], pushed: Self.stamped([1, 2])),
+                        .append(pushed: Self.stamped([4, 5]), after: Self.stamped([1, 2])),
+                        .append(pushed: Self.stamped([6]), after: Self.stamped([4, 5])),
+                    ]))
+        #expect(machine.pushSent() == .receivePush)
+        #expect(machine.pushesAnswered([.pushed, .pushed, .pushed]) == .send([.mark(ids: [1, 2, 3, 4, 5, 6], scheduled: [])]))
+    }
+
+    /// A refused push of a pipeline: nothing of it or of the later chunks (refused in turn, or
+    /// holding rows pushed before) is marked or recorded, the page fetched meanwhile stays pending
+    /// (and uncounted), and the earlier chunks, which Redis has, are marked.
     @Test func aRefusedPushInFlightMarksOnlyTheChunksBeforeIt() {
         var machine = Self.overlapping(batchSize: 2, pageSize: 4)
         #expect(machine.fetched(ids: [1, 2, 3, 4], available: 4) == .send([.fetch(limit: 4, after: 4)]))
         #expect(machine.sent() == .plan)
-        #expect(machine.planned(chunks: [Self.plan([1, 2]), Self.plan([3, 4])]) == .push(Self.plan([1, 2]), fence: "0:7", record: Self.stamped([1, 2])))
-        #expect(machine.pushAnswered(.pushed) == .sendPush(Self.plan([3, 4]), fence: "0:7", record: Self.stamped([1, 2, 3, 4])))
+        #expect(
+            machine.planned(chunks: [Self.plan([1, 2]), Self.plan([3, 4])])
+                == .sendPushes(
+                    [Self.plan([1, 2]), Self.plan([3, 4])], fence: "0:7",
+                    records: [.replace(earlier: [], pushed: Self.stamped([1, 2])), .append(pushed: Self.stamped([3, 4]), after: Self.stamped([1, 2]))]))
         #expect(machine.pushSent() == .receive(.fetch(limit: 4, after: 4)))
         #expect(machine.fetched(ids: [5, 6], available: 2) == .plan)
         #expect(machine.planned(chunks: [Self.plan([5, 6])]) == .receivePush)
-        #expect(machine.pushAnswered(.refused("wrong type")) == .send([.mark(ids: [1, 2], scheduled: [])]))
+        #expect(machine.pushesAnswered([.pushed, .refused("wrong type")]) == .send([.mark(ids: [1, 2], scheduled: [])]))
         #expect(machine.sent() == .receive(.mark(ids: [1, 2], scheduled: [])))
         #expect(machine.marked() == .releaseRedis(fence: "0:7", remaining: []), "3 to 6 are neither marked nor recorded")
         _ = machine.redisReleased()
@@ -541,6 +572,22 @@ import Testing
         #expect(outcome.refused == "wrong type")
         #expect(outcome.relayed == 2)
         #expect(outcome.handled == 4, "rows 5 and 6 were never handled")
+
+        // The first push refused: the rest of the pipeline was refused after it; nothing is marked.
+        var first = Self.overlapping(batchSize: 2, pageSize: 4)
+        _ = first.fetched(ids: [1, 2, 3, 4], available: 3)
+        _ = first.planned(chunks: [Self.plan([1, 2]), Self.plan([3, 4])])
+        #expect(first.pushSent() == .receivePush)
+        #expect(first.pushesAnswered([.refused("wrong type"), .refused("the push before it did not land")]) == .releaseRedis(fence: "0:7", remaining: []))
+        _ = first.redisReleased()
+        #expect(Self.outcome(first.leaseReleased())?.refused == "wrong type")
+
+        // A push taken after a refused one breaks the protocol's premise: the lease is abandoned.
+        var broken = Self.overlapping(batchSize: 2, pageSize: 4)
+        _ = broken.fetched(ids: [1, 2, 3, 4], available: 3)
+        _ = broken.planned(chunks: [Self.plan([1, 2]), Self.plan([3, 4])])
+        _ = broken.pushSent()
+        #expect(broken.pushesAnswered([.refused("wrong type"), .pushed]) == .abandon(.serverFailed("Redis took a push after refusing the one before it")))
     }
 
     /// A push in flight whose answer says too few replicas took it, or that fails: the lease is
@@ -556,7 +603,7 @@ import Testing
             if let answer {
                 _ = machine.fetched(ids: [3], available: 1)
                 #expect(machine.planned(Self.plan([3])) == .receivePush)
-                #expect(machine.pushAnswered(answer) == .abandon(.unconfirmed("0 of 1 replicas")))
+                #expect(machine.pushesAnswered([answer]) == .abandon(.unconfirmed("0 of 1 replicas")))
             } else {
                 #expect(machine.failed(.serverFailed("gone")) == .abandon(.serverFailed("gone")))
             }

@@ -44,6 +44,34 @@ final class RedisModel {
             guard args.count >= 2 else { return .error("ERR wrong number of arguments for 'set' command") }
             keys[args[0]] = .string(args[1])
             return .status("OK")
+        case "APPEND":
+            guard args.count == 2 else { return .error("ERR wrong number of arguments for 'append' command") }
+            switch keys[args[0]] {
+            case nil: keys[args[0]] = .string(args[1])
+            case .string(let value): keys[args[0]] = .string(value + args[1])
+            default: return .error(Self.wrongType)
+            }
+            guard case .string(let value) = keys[args[0]] else { return .error("ERR model") }
+            return .integer(Int64(value.count))
+        case "GETRANGE":
+            guard args.count == 3, let first = Int(String(decoding: args[1], as: UTF8.self)),
+                let last = Int(String(decoding: args[2], as: UTF8.self))
+            else { return .error("ERR wrong number of arguments for 'getrange' command") }
+            let value: [UInt8]
+            switch keys[args[0]] {
+            case nil: value = []
+            case .string(let existing): value = existing
+            default: return .error(Self.wrongType)
+            }
+            // As Redis: negative offsets count from the end, and both are clamped to the string.
+            let start = max(0, first < 0 ? value.count + first : first)
+            let end = min(value.count - 1, last < 0 ? value.count + last : last)
+            return .bulk(start > end ? [] : Array(value[start...end]))
+        case "RENAME":
+            guard args.count == 2 else { return .error("ERR wrong number of arguments for 'rename' command") }
+            guard let value = keys.removeValue(forKey: args[0]) else { return .error("ERR no such key") }
+            keys[args[1]] = value
+            return .status("OK")
         case "EXPIRE":
             guard args.count == 2 else { return .error("ERR wrong number of arguments for 'expire' command") }
             return .integer(keys[args[0]] == nil ? 0 : 1)

@@ -36,15 +36,15 @@ final class SimulatedRelay {
     private var fetchedRows: [OutboxRow] = []
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
-    /// Whether a lease's last push of a page is sent without waiting, as the daemon's single
-    /// leases do (even-numbered relays), or answered at once (odd ones).
+    /// Whether a page's pushes are sent without waiting, as the daemon's single leases do
+    /// (even-numbered relays), or each answered at once (odd ones).
     var overlapsPushes: Bool { name.isMultiple(of: 2) }
     /// Job bytes above which a push is a transaction: always, never, or for batches of more than
     /// a few jobs, by relay.
     var transactionAbove: Int { [0, Int.max, 300][name % 3] }
-    /// The answer of the push sent without waiting: the script ran when it was sent, and its
-    /// answer is read at a later step, so faults fall between.
-    private var pushInFlight: LeaseMachine.Push?
+    /// The answers of the pushes sent without waiting: each ran when it was sent, and their
+    /// answers are read at a later step, so faults fall between.
+    private var pushesInFlight: [LeaseMachine.Push]?
 
     init(name: Int, database: Int, batchSize: Int, batchesPerLease: Int, pageSize: Int? = nil, lingers: Int = 0, groupSize: Int = 1) {
         self.name = name
@@ -139,7 +139,7 @@ final class SimulatedRelay {
                 maximumBatches: batchesPerLease, batchSize: batchSize, carriedLimit: tempos[key], pageSize: pageSize, lingers: lingers),
             deadLetterProblem: world.postgres.databases[database]!.hasDeadLetterTable ? nil : "no dead-letter table",
             overlapsPushes: overlapsPushes)
-        pushInFlight = nil
+        pushesInFlight = nil
         let action = machine.start()
         phase = .leasing(key: key, machine: machine, action: action, rest: Array(keys.dropFirst()))
     }
@@ -225,20 +225,36 @@ final class SimulatedRelay {
             return machine.lingered(notified: world.random.chance(0.5))
         case .push(let plan, let fence, let record):
             let commands = FencedPush.push(
-                keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
+                keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: .whole(record), smallSHA: "",
+                transactionAbove: transactionAbove)
             var push = try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...])
             if push == .pushed, world.waitReplicas, !world.redisWait() { push = .unconfirmed("0 of 1 replicas") }
             return machine.pushAnswered(push)
-        case .sendPush(let plan, let fence, let record):
-            let commands = FencedPush.push(
-                keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
-            var push = try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...])
-            if push == .pushed, world.waitReplicas, !world.redisWait() { push = .unconfirmed("0 of 1 replicas") }
-            pushInFlight = push
+        case .sendPushes(let plans, let fence, let records):
+            // One after another, as Redis runs a pipeline. After a failure (the connection dropped,
+            // a reply lost, a fenced push) the rest of the pipeline may still have reached Redis.
+            var pushes: [LeaseMachine.Push] = []
+            var failure: (any Error)?
+            for (plan, record) in zip(plans, records) {
+                if failure != nil, world.random.chance(0.5) { break }
+                let commands = FencedPush.push(
+                    keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
+                do {
+                    pushes.append(try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...]))
+                } catch {
+                    failure = failure ?? error
+                }
+            }
+            if let failure { throw failure }
+            // As FencedRedis: one WAIT after the pipeline.
+            if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
+                pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
+            }
+            pushesInFlight = pushes
             return machine.pushSent()
         case .receivePush:
-            guard let push = pushInFlight.take() else { return machine.failed(.serverFailed("no push in flight")) }
-            return machine.pushAnswered(push)
+            guard let pushes = pushesInFlight.take() else { return machine.failed(.serverFailed("no push in flight")) }
+            return machine.pushesAnswered(pushes)
         case .skip(let rejections, _):
             skipped[key, default: []].formUnion(rejections.map(\.id))
             return machine.skipped()
@@ -258,8 +274,8 @@ final class SimulatedRelay {
         switch action {
         case .push(let plan, let fence, let record):
             "push \(plan.pushedIDs) mark-later \(plan.markIDs) under \(fence) recording \(record.ids.sorted())"
-        case .sendPush(let plan, let fence, let record):
-            "send push \(plan.pushedIDs) mark-later \(plan.markIDs) under \(fence) recording \(record.ids.sorted())"
+        case .sendPushes(let plans, let fence, let records):
+            "send pushes \(plans.map(\.pushedIDs)) mark-later \(plans.map(\.markIDs)) under \(fence) recording \(records.map { $0.rows.ids.sorted() })"
         case .send(let statements): "send \(statements.map(describe))"
         case .receive(let statement): "receive \(describe(statement))"
         default: "\(action)"
@@ -517,7 +533,7 @@ extension SimulatedRelay {
             for index in members {
                 guard case .push(let plan, let fence, let record) = flight.group.action(of: index) else { fatalError("not a push") }
                 let commands = FencedPush.push(
-                    keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "",
+                    keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: .whole(record), smallSHA: "",
                     transactionAbove: transactionAbove)
                 pushes.append(try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...]))
             }
