@@ -48,7 +48,7 @@ public enum FencedPush {
           local tail = redis.call('GETRANGE', recordKey, -(#last + 1), -1)
           return tail == ',' .. last or tail == ':' .. last
         end
-        local notFollowing = {-2, 'the push sent before it in the same pipeline did not land'}
+        local notFollowing = {-2, 'the record key no longer ends with the rows of the push sent before this one (that push did not land, or the key was deleted or changed meanwhile)'}
         -- `command key` with list[first..last] (every `step`-th pair or value), at most 1,000
         -- values per call: Lua 5.1 cannot unpack many thousands.
         local function chunked(command, key, list, first, last, step)

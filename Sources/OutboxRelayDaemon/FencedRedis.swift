@@ -111,11 +111,15 @@ final class FencedRedis {
 
     /// Sends batches (a group's, or a page's chunks) as one pipeline of push transactions (one
     /// `WAIT` after all of them).
-    func sendPushes(_ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordWrite)], sidekiq: SidekiqKeys) throws
-        -> Int
-    {
+    /// `transactionAbove`: see ``FencedPush/push(keys:sidekiq:fence:plan:record:smallSHA:transactionAbove:)``.
+    func sendPushes(
+        _ batches: [(plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordWrite)], sidekiq: SidekiqKeys,
+        transactionAbove: Int = FencedPush.transactionThreshold
+    ) throws -> Int {
         let transactions = batches.map {
-            FencedPush.push(keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record, smallSHA: smallPushSHA)
+            FencedPush.push(
+                keys: $0.keys, sidekiq: sidekiq, fence: $0.fence, plan: $0.plan, record: $0.record, smallSHA: smallPushSHA,
+                transactionAbove: transactionAbove)
         }
         let count = try sendWithoutWaiting(transactions.flatMap { $0 })
         pushesInFlight.append(transactions.map(\.count))

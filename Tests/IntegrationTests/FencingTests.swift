@@ -39,6 +39,50 @@ import Testing
         #expect(try new.claim(keys, xid: 110) == .fenced(newerToken: "0:99999999999"))
     }
 
+    /// A page's pushes in one pipeline, in a real Redis, by script and by transaction: each later
+    /// one appends its rows only if the one before it landed; after a refusal nothing later lands,
+    /// not even a push to a queue that is fine, and the record names only the rows Redis has.
+    @Test(arguments: [Int.max, 0]) func aPipelinedPushRunsOnlyAfterTheOneBeforeIt(transactionAbove: Int) throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let keys = FencedPush.Keys(lease: LeaseKey(table: "x", format: "sidekiq5", splitKey: .named("p")), cluster: "1", namespace: nil)
+        let redis = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
+        let other = try FencedRedis(endpoint: outbox.redisEndpoint, timeout: 5)
+        func plan(_ ids: [Int64], queue: String) -> BatchPlan {
+            let rows = ids.map { OutboxRow(id: $0, payload: Array(#"{"class":"J","queue":"\#(queue)","jid":"\#($0)"}"#.utf8), createdAtMicros: 1_000_000) }
+            return BatchPlan(rows: rows, encoder: SidekiqJobEncoder(), nowMicros: 2_000_000, makeJID: { "x" })
+        }
+        func send(_ pushes: [(BatchPlan, RecordWrite)], fence: String) throws -> [LeaseMachine.Push] {
+            let replies = try redis.sendPushes(pushes.map { ($0.0, keys, fence, $0.1) }, sidekiq: SidekiqKeys(), transactionAbove: transactionAbove)
+            return try redis.pushes(try redis.receive(replies), count: pushes.count)
+        }
+        #expect(try redis.claim(keys, xid: 1) == .granted(fence: "0:1", alreadyPushed: []))
+        let landed = try send([
+            (plan([1, 2], queue: "a"), .replace(earlier: Self.stamped([9]), pushed: Self.stamped([1, 2]))),
+            (plan([3], queue: "b"), .append(pushed: Self.stamped([3]), after: Self.stamped([1, 2]))),
+        ], fence: "0:1")
+        #expect(landed == [.pushed, .pushed])
+        #expect(try other.claim(keys, xid: 2) == .granted(fence: "0:2", alreadyPushed: Self.stamped([1, 2, 3, 9])), "the appended record names all")
+        #expect(try outbox.redis.send([RedisCommand("EXISTS", keys.staged)])[0] == .integer(0), "no staged record is left")
+
+        // queue:c holds a string: its push is refused, and the next one, to a fine queue, too.
+        _ = try outbox.redis.send([RedisCommand("SET", "queue:c", "not a list")])
+        #expect(try redis.claim(keys, xid: 3) == .granted(fence: "0:3", alreadyPushed: Self.stamped([1, 2, 3, 9])))
+        let refused = try send([
+            (plan([4], queue: "c"), .replace(earlier: [], pushed: Self.stamped([4]))),
+            (plan([5], queue: "b"), .append(pushed: Self.stamped([5]), after: Self.stamped([4]))),
+        ], fence: "0:3")
+        guard case .refused(let why) = refused[0], case .refused(let after) = refused[1] else {
+            Issue.record("expected two refusals, got \(refused)")
+            return
+        }
+        #expect(why.contains("queue:c"))
+        #expect(after.contains("no longer ends with the rows of the push sent before this one"))
+        #expect(try outbox.queue("b").count == 1, "only job 3; job 5 never landed")
+        #expect(try other.claim(keys, xid: 4) == .granted(fence: "0:4", alreadyPushed: Self.stamped([1, 2, 3, 9])), "the record is untouched")
+        #expect(try outbox.redis.send([RedisCommand("EXISTS", keys.staged)])[0] == .integer(0), "a refusal leaves no staged record")
+    }
+
     @Test func pushesLargeBatchesInChunks() throws {
         let outbox = try TestOutbox()
         defer { outbox.drop() }
