@@ -16,6 +16,10 @@ mutate() { # name, python code editing the file named by sys.argv[1], file
 import sys
 path = sys.argv[1]
 s = open(path).read()
+def swap(old, new):  # the first occurrence of old, which must be there, becomes new
+    global s
+    assert old in s, old
+    s = s.replace(old, new, 1)
 $2
 open(path, "w").write(s)
 PY
@@ -63,61 +67,42 @@ s = head + small
 '
 # Issue 16: a push transaction whose refusal leaves its LPUSHed jobs in the queues.
 refusal_without_undo='
-undo = "redis.call('"'"'LTRIM'"'"', KEYS[5 + q], tonumber(ARGV[5 + 2 * q]), -1)"
-assert undo in s
-s = s.replace(undo, "local _ = 0", 1)
+swap("redis.call('"'"'LTRIM'"'"', KEYS[5 + q], tonumber(ARGV[5 + 2 * q]), -1)", "local _ = 0")
 '
 # Issue 16: a page's pipelined push that runs although the push before it did not land.
 pipelined_push_unchecked='
-old = "          if last == '"'"''"'"' then return true end\n"
-assert old in s
-s = s.replace(old, "          if true then return true end\n", 1)
+swap("          if last == '"'"''"'"' then return true end\n", "          if true then return true end\n")
 '
 fence_without_database='
-old = "        \"" + chr(92) + "(system):" + chr(92) + "(database)\""
-assert old in s, old
-s = s.replace(old, "        system", 1)
+swap("        \"" + chr(92) + "(system):" + chr(92) + "(database)\"", "        system")
 '
 queues_by_string='
-for old, new in [("var queueIndex: [[UInt8]: Int] = [:]", "var queueIndex: [String: Int] = [:]"),
-                 ("let name = Array(job.queue.utf8)", "let name = job.queue")]:
-    assert old in s, old
-    s = s.replace(old, new, 1)
+swap("var queueIndex: [[UInt8]: Int] = [:]", "var queueIndex: [String: Int] = [:]")
+swap("let name = Array(job.queue.utf8)", "let name = job.queue")
+'
+# A record trusted without its rows' stamps after a restore.
+record_without_stamps='
+swap("guard !alreadyPushed.contains(row) else { continue }", "guard !alreadyPushed.contains(id: row.id) else { continue }")
 '
 # Issue 15: a push too few replicas acknowledged (WAIT) taken as pushed, so its rows get marked.
-record_without_stamps='
-old = "guard !alreadyPushed.contains(row) else { continue }"
-assert old in s, old
-s = s.replace(old, "guard !alreadyPushed.contains(id: row.id) else { continue }", 1)
-'
 unconfirmed_as_pushed='
-old = "        case .unconfirmed(let why):\n            // Not marked and not in the ledger"
-assert old in s, old
-s = s.replace(old, "        case .unconfirmed:\n            chunks?.removeFirst()\n            ledger.pushed(chunk)\n            pageDone.append(chunk)\n            return pushNextChunk()\n        case .unconfirmed(let why) where false:\n            // Not marked", 1)
+swap("        case .unconfirmed(let why):\n            // Not marked and not in the ledger", "        case .unconfirmed:\n            chunks?.removeFirst()\n            ledger.pushed(chunk)\n            pageDone.append(chunk)\n            return pushNextChunk()\n        case .unconfirmed(let why) where false:\n            // Not marked")
 '
 # Issue 16: a chunk of a page left out of the ledger, so the next chunk's record does not name it.
 chunk_not_in_ledger='
-old = "            chunks?.removeFirst()\n            ledger.pushed(chunk)\n"
-assert old in s, old
-s = s.replace(old, "            chunks?.removeFirst()\n            if chunks?.isEmpty ?? true { ledger.pushed(chunk) }\n", 1)
+swap("            chunks?.removeFirst()\n            ledger.pushed(chunk)\n", "            chunks?.removeFirst()\n            if chunks?.isEmpty ?? true { ledger.pushed(chunk) }\n")
 '
 # Issue 16: a refused chunk marked with the page's chunks before it.
 refused_chunk_marked='
-old = "            unmarked = Self.marks(of: pageDone)\n            pageDone = []\n            state = .relaying(.draining)"
-assert old in s, old
-s = s.replace(old, "            unmarked = Self.marks(of: pageDone + [chunk])\n            pageDone = []\n            state = .relaying(.draining)", 1)
+swap("            unmarked = Self.marks(of: pageDone)\n            pageDone = []\n            state = .relaying(.draining)", "            unmarked = Self.marks(of: pageDone + [chunk])\n            pageDone = []\n            state = .relaying(.draining)")
 '
 # Issue 16: a push sent without waiting, refused, yet marked with the chunks before it.
 refused_push_in_flight_marked='
-old = "                if refusal == nil { refusal = reason }\n"
-assert old in s, old
-s = s.replace(old, "                if refusal == nil { refusal = reason; landed.append(chunk) }\n", 1)
+swap("                if refusal == nil { refusal = reason }\n", "                if refusal == nil { refusal = reason; landed.append(chunk) }\n")
 '
 # Issue 16: a push sent without waiting left out of the ledger once answered.
 push_in_flight_not_in_ledger='
-old = "                ledger.pushed(chunk)\n                landed.append(chunk)\n"
-assert old in s, old
-s = s.replace(old, "                landed.append(chunk)\n", 1)
+swap("                ledger.pushed(chunk)\n                landed.append(chunk)\n", "                landed.append(chunk)\n")
 '
 
 run() { # name, file, mutation

@@ -19,8 +19,8 @@ final class FencedRedis {
     private let wait: RedisCommand?
     private let waitReplicas: Int
     private let requireMaster: Bool
-    /// For each ``sendPushes(_:sidekiq:)`` whose replies are not read yet, oldest first: the
-    /// number of replies of each push transaction.
+    /// For each ``sendPushes(_:sidekiq:transactionAbove:)`` whose replies are not read yet,
+    /// oldest first: the number of replies of each push transaction.
     private var pushesInFlight: [[Int]] = []
 
     init(
@@ -78,11 +78,11 @@ final class FencedRedis {
     /// record; throws ``RelayProblem/fenced`` when another holder's newer token has been seen.
     func push(_ plan: BatchPlan, keys: FencedPush.Keys, sidekiq: SidekiqKeys, fence: String, record: RecordWrite? = nil) throws -> LeaseMachine.Push {
         // One path for one batch and for a group's: send, read the replies, answer.
-        let count = try sendPushes([(plan, keys, fence, record ?? .whole(plan.pushedRows))], sidekiq: sidekiq)
-        return try pushes(try receive(count), count: 1)[0]
+        _ = try sendPushes([(plan, keys, fence, record ?? .whole(plan.pushedRows))], sidekiq: sidekiq)
+        return try receivePushes()[0]
     }
 
-    // A group's calls are sent without waiting (``sendClaims(_:)``, ``sendPushes(_:sidekiq:)``,
+    // A group's calls are sent without waiting (``sendClaims(_:)``, ``sendPushes(_:sidekiq:transactionAbove:)``,
     // ``sendReleases(_:)``, each returning how many replies to read), and their replies, read
     // later with ``receive(_:)``, are answered by ``claims(_:)``, ``pushes(_:)`` and ``releases(_:)``.
 
@@ -126,14 +126,21 @@ final class FencedRedis {
         return count
     }
 
-    /// Each batch's push, from the replies of the oldest ``sendPushes(_:sidekiq:)`` not answered
-    /// yet; a fenced push throws as ``push(_:keys:sidekiq:fence:record:)`` does.
+    /// Reads the replies of the oldest ``sendPushes(_:sidekiq:transactionAbove:)`` not answered
+    /// yet, and answers each of its batches (see ``pushes(_:count:)``).
+    func receivePushes() throws -> [LeaseMachine.Push] {
+        guard let sizes = pushesInFlight.first else { throw RelayProblem.unexpectedReply("the push transactions", "no push in flight") }
+        return try pushes(try receive(sizes.reduce(0, +) + (wait == nil ? 0 : 1)), count: sizes.count)
+    }
+
+    /// Each batch's push, from the replies of the oldest ``sendPushes(_:sidekiq:transactionAbove:)``
+    /// not answered yet; a fenced push throws as ``push(_:keys:sidekiq:fence:record:)`` does.
     func pushes(_ replies: [RedisReply], count: Int) throws -> [LeaseMachine.Push] {
-        guard let sizes = pushesInFlight.first, sizes.count == count, replies.count >= sizes.reduce(0, +) else {
+        let pushReplies = pushesInFlight.first?.reduce(0, +) ?? 0
+        guard let sizes = pushesInFlight.first, sizes.count == count, replies.count >= pushReplies else {
             throw RelayProblem.unexpectedReply("the push transactions", "\(replies.count) replies for \(count) pushes")
         }
         pushesInFlight.removeFirst()
-        let pushReplies = sizes.reduce(0, +)
         let why = wait == nil || replies.count <= pushReplies ? nil : unconfirmed(wait: replies[pushReplies])
         var start = 0
         return try sizes.map { size in

@@ -94,9 +94,6 @@ struct LeaseRun {
         var batchStarted = started
         var action = machine.start()
         var fetchedRows: [OutboxRow]?
-        // Replies of the pushes sent without waiting (their transactions', and WAIT's), and how
-        // many pushes they answer.
-        var pushReplies = (replies: 0, pushes: 0)
         while true {
             if stop.isStopRequested { machine.requestStop() }
             do {
@@ -155,11 +152,10 @@ struct LeaseRun {
                 case .push(let plan, let token, let record):
                     action = machine.pushAnswered(try redis.push(plan, keys: fence, sidekiq: configuration.keys, fence: token, record: .whole(record)))
                 case .sendPushes(let plans, let token, let records):
-                    let replies = try redis.sendPushes(zip(plans, records).map { ($0, fence, token, $1) }, sidekiq: configuration.keys)
-                    pushReplies = (replies, plans.count)
+                    _ = try redis.sendPushes(zip(plans, records).map { ($0, fence, token, $1) }, sidekiq: configuration.keys)
                     action = machine.pushSent()
                 case .receivePush:
-                    action = machine.pushesAnswered(try redis.pushes(try redis.receive(pushReplies.replies), count: pushReplies.pushes))
+                    action = machine.pushesAnswered(try redis.receivePushes())
                 case .skip(let rejections, let reason):
                     skip(rejections, because: reason, key: key, skipped: &skipped)
                     action = machine.skipped()

@@ -288,9 +288,10 @@ import Testing
 
     // MARK: pages pushed in chunks
 
-    static func chunked(pageSize: Int, batchSize: Int, lingers: Int = 0) -> LeaseMachine {
+    static func chunked(pageSize: Int, batchSize: Int, lingers: Int = 0, overlapsPushes: Bool = false) -> LeaseMachine {
         var machine = LeaseMachine(
-            tempo: LeaseTempo(maximumBatches: 10, batchSize: batchSize, carriedLimit: pageSize, pageSize: pageSize, lingers: lingers))
+            tempo: LeaseTempo(maximumBatches: 10, batchSize: batchSize, carriedLimit: pageSize, pageSize: pageSize, lingers: lingers),
+            overlapsPushes: overlapsPushes)
         _ = machine.start()
         _ = machine.leaseAnswered(xid: 7)
         _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: []))
@@ -480,16 +481,9 @@ import Testing
 
     // MARK: a page's pushes sent without waiting (the daemon's single leases)
 
-    /// As ``granted(batchSize:maximumBatches:alreadyPushed:deadLetterProblem:)``, overlapping pushes.
+    /// As ``chunked(pageSize:batchSize:lingers:overlapsPushes:)``, overlapping pushes.
     static func overlapping(batchSize: Int = 2, pageSize: Int? = nil) -> LeaseMachine {
-        var machine = LeaseMachine(
-            tempo: LeaseTempo(maximumBatches: 10, batchSize: batchSize, carriedLimit: pageSize ?? batchSize, pageSize: pageSize),
-            overlapsPushes: true)
-        _ = machine.start()
-        _ = machine.leaseAnswered(xid: 7)
-        _ = machine.claimAnswered(.granted(fence: "0:7", alreadyPushed: []))
-        _ = machine.sent()
-        return machine
+        chunked(pageSize: pageSize ?? batchSize, batchSize: batchSize, overlapsPushes: true)
     }
 
     /// While Redis runs page k's pushes, page k+1 is received and planned and page k+2 fetched;

@@ -224,12 +224,8 @@ final class SimulatedRelay {
             // A notification came in time, or not.
             return machine.lingered(notified: world.random.chance(0.5))
         case .push(let plan, let fence, let record):
-            let commands = FencedPush.push(
-                keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: .whole(record), smallSHA: "",
-                transactionAbove: transactionAbove)
-            var push = try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...])
-            if push == .pushed, world.waitReplicas, !world.redisWait() { push = .unconfirmed("0 of 1 replicas") }
-            return machine.pushAnswered(push)
+            let push = try push(plan, keys: keys, fence: fence, record: .whole(record), in: world)
+            return machine.pushAnswered(waited([push], in: world)[0])
         case .sendPushes(let plans, let fence, let records):
             // One after another, as Redis runs a pipeline. After a failure (the connection dropped,
             // a reply lost, a fenced push) the rest of the pipeline may still have reached Redis.
@@ -237,20 +233,14 @@ final class SimulatedRelay {
             var failure: (any Error)?
             for (plan, record) in zip(plans, records) {
                 if failure != nil, world.random.chance(0.5) { break }
-                let commands = FencedPush.push(
-                    keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
                 do {
-                    pushes.append(try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...]))
+                    pushes.append(try push(plan, keys: keys, fence: fence, record: record, in: world))
                 } catch {
                     failure = failure ?? error
                 }
             }
             if let failure { throw failure }
-            // As FencedRedis: one WAIT after the pipeline.
-            if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
-                pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
-            }
-            pushesInFlight = pushes
+            pushesInFlight = waited(pushes, in: world)
             return machine.pushSent()
         case .receivePush:
             guard let pushes = pushesInFlight.take() else { return machine.failed(.serverFailed("no push in flight")) }
@@ -268,6 +258,23 @@ final class SimulatedRelay {
         case .finished, .abandon:
             return action
         }
+    }
+
+    /// One push (``FencedPush/push(keys:sidekiq:fence:plan:record:smallSHA:transactionAbove:)``)
+    /// run against the world's Redis, answered as ``FencedRedis`` answers it.
+    private func push(_ plan: BatchPlan, keys: FencedPush.Keys, fence: String, record: RecordWrite, in world: Simulation) throws
+        -> LeaseMachine.Push
+    {
+        let commands = FencedPush.push(
+            keys: keys, sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: record, smallSHA: "", transactionAbove: transactionAbove)
+        return try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...])
+    }
+
+    /// As ``FencedRedis``: one `WAIT` after a pipeline of pushes, when one of them was pushed;
+    /// if the replica does not take it, every pushed one is unconfirmed.
+    private func waited(_ pushes: [LeaseMachine.Push], in world: Simulation) -> [LeaseMachine.Push] {
+        guard world.waitReplicas, pushes.contains(.pushed), !world.redisWait() else { return pushes }
+        return pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
     }
 
     static func describe(_ action: LeaseMachine.Action) -> String {
@@ -532,15 +539,9 @@ extension SimulatedRelay {
             var pushes: [LeaseMachine.Push] = []
             for index in members {
                 guard case .push(let plan, let fence, let record) = flight.group.action(of: index) else { fatalError("not a push") }
-                let commands = FencedPush.push(
-                    keys: fenceKeys(keys[index], in: world), sidekiq: SidekiqKeys(), fence: fence, plan: plan, record: .whole(record), smallSHA: "",
-                    transactionAbove: transactionAbove)
-                pushes.append(try FencedPush.pushAnswer(replies: try world.redisPush(commands, by: self)[...]))
+                pushes.append(try push(plan, keys: fenceKeys(keys[index], in: world), fence: fence, record: .whole(record), in: world))
             }
-            if world.waitReplicas, pushes.contains(.pushed), !world.redisWait() {
-                pushes = pushes.map { $0 == .pushed ? .unconfirmed("0 of 1 replicas") : $0 }
-            }
-            flight.redisAnswered = .pushes(members, pushes)
+            flight.redisAnswered = .pushes(members, waited(pushes, in: world))
         case .skip:
             for index in members {
                 guard case .skip(let rejections, _) = flight.group.action(of: index) else { fatalError("not a skip") }
