@@ -36,9 +36,12 @@ public enum RecordWrite: Sendable, Equatable {
     public func value(fence: String) -> [UInt8] {
         switch self {
         case .replace(let earlier, let pushed):
-            let first = earlier.text
-            let second = pushed.text
-            return Array("\(fence):".utf8) + first + (first.isEmpty || second.isEmpty ? [] : [UInt8(ascii: ",")]) + second
+            // Appended in place: the record names a thousand rows or more, on every page.
+            var value = Array("\(fence):".utf8)
+            value += earlier.text
+            if !earlier.isEmpty, !pushed.isEmpty { value.append(UInt8(ascii: ",")) }
+            value += pushed.text
+            return value
         case .append(let pushed, _):
             return [UInt8(ascii: ",")] + pushed.text
         }
