@@ -57,6 +57,7 @@ public final class InfluxClient {
             defer { close(fd) }
             let transport: any RedisTransport =
                 url.transport == .https ? try TLSTransport(socket: fd, host: url.host, settings: RedisTLS()) : PlainTransport(socket: fd)
+            defer { transport.shutDown() }  // runs before the close above
             try Self.writeAll(Array(head.utf8) + body, to: transport)
             response = try Self.readAll(from: transport)
         } catch {

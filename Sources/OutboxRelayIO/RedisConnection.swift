@@ -64,6 +64,7 @@ public final class RedisConnection {
     }
 
     deinit {
+        transport.shutDown()
         close(socket)
         redisReaderFree(reader)
     }

@@ -11,6 +11,11 @@ protocol RedisTransport: AnyObject {
     func write(gathering vectors: UnsafeBufferPointer<iovec>) throws(SocketError) -> Int
     /// Reads into `buffer`; returns how many bytes, 0 when the peer closed the connection.
     func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int
+    /// Ends the stream politely (TLS: a close_notify alert). The owner of the socket calls it
+    /// right before it closes the socket, never after: once closed, the socket's number may
+    /// already belong to another connection of the process (a PostgreSQL one, say), and bytes
+    /// written to it would land there.
+    func shutDown()
 }
 
 final class PlainTransport: RedisTransport {
@@ -39,6 +44,8 @@ final class PlainTransport: RedisTransport {
             if errno != EINTR { throw SocketError.fromErrno("write") }
         }
     }
+
+    func shutDown() {}
 
     func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int {
         while true {
@@ -113,9 +120,13 @@ final class TLSTransport: RedisTransport {
         }
     }
 
-    deinit {
+    func shutDown() {
         _ = SIGPIPEGuard.run { SSL_shutdown(ssl) }
         ERR_clear_error()
+    }
+
+    /// Frees OpenSSL's state only: it writes nothing, since the socket may be closed by now.
+    deinit {
         SSL_free(ssl)
         SSL_CTX_free(context)
     }

@@ -59,4 +59,63 @@ import Testing
         #expect(numbers.count == rows, "every row in Redis once, no duplicate")
         #expect(Set(numbers) == Set(0..<rows))
     }
+
+    /// A TLS connection says goodbye (close_notify) before its socket is closed, never after: a
+    /// socket's number is reused at once by the next connection the process opens, so a
+    /// goodbye written after the close lands in a stranger's connection. It did: in CI, a
+    /// PostgreSQL server refused a fresh connection of the test process with "received
+    /// unencrypted data after SSL request", the bytes of a TLS alert from a Redis connection freed
+    /// on another thread. The peer here is a TLS server that answers PING and then tells whether
+    /// the stream ended with close_notify or with a bare end of file (what the closed-socket
+    /// write leaves).
+    @Test func aClosedConnectionSaysGoodbyeBeforeItsSocketCloses() throws {
+        let certs = FileManager.default.temporaryDirectory.appendingPathComponent("outbox-relay-goodbye-certs-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: certs) }
+        let (made, output) = try OperationsTests.run([OperationsTests.repository.appendingPathComponent("scripts/test-certs.sh").path, certs])
+        try #require(made == 0, "\(output)")
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        server.arguments = ["-c", Self.goodbyeServer, "\(certs)/server.crt", "\(certs)/server.key", String(freePort())]
+        let lines = Pipe()
+        server.standardOutput = lines
+        try server.run()
+        defer { if server.isRunning { server.terminate() }; server.waitUntilExit() }
+        let reader = lines.fileHandleForReading
+        func line() -> String {
+            var bytes: [UInt8] = []
+            while let byte = try? reader.read(upToCount: 1), let first = byte.first, first != 10 { bytes.append(first) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        let port = try #require(Int(line().replacingOccurrences(of: "port ", with: "")), "the TLS server started")
+        var connection: RedisConnection? = try RedisConnection(
+            endpoint: RedisEndpoint(address: .tcp(host: "localhost", port: port), tls: true), timeout: 5, tls: RedisTLS(caFile: "\(certs)/ca.crt"))
+        #expect(connection != nil)
+        connection = nil
+        #expect(line() == "close_notify", "the stream ended without a TLS goodbye")
+    }
+
+    /// Serves one TLS connection: answers PING with PONG, then prints how the stream ended.
+    static let goodbyeServer = """
+        import socket, ssl, sys
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[1], sys.argv[2])
+        context.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF  # a bare end of file is an error, not an end
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", int(sys.argv[3])))
+        listener.listen(1)
+        print("port", listener.getsockname()[1], flush=True)
+        raw, _ = listener.accept()
+        stream = context.wrap_socket(raw, server_side=True, suppress_ragged_eofs=False)
+        request = b""
+        while b"PING" not in request.upper():
+            request += stream.recv(1024)
+        stream.sendall(b"+PONG\\r\\n")
+        try:
+            while stream.recv(1024):
+                pass
+            print("close_notify", flush=True)
+        except (ssl.SSLError, ConnectionResetError):
+            print("eof", flush=True)
+        """
 }
