@@ -83,12 +83,21 @@ extension LeaseRun {
                 if let index = flights.firstIndex(where: { $0.waitsForPlan }) {
                     // Both servers work through what they were sent meanwhile.
                     try flights[index].perform(self, skipped: &skipped)
-                } else if let oldest = sentToRedis.first, let index = flights.firstIndex(where: { $0.chunk == oldest }) {
-                    sentToRedis.removeFirst()
-                    try flights[index].receiveRedis(self)
-                } else if let oldest = sent.first, let index = flights.firstIndex(where: { $0.chunk == oldest }) {
-                    sent.removeFirst()
-                    try flights[index].receivePostgres(self)
+                } else if !sentToRedis.isEmpty || !sent.isEmpty {
+                    // Whichever server answered first: blocking on one while the other's answer
+                    // waits would leave that server idle (and this process too).
+                    switch try nextArrival(redisWaits: !sentToRedis.isEmpty, postgresWaits: !sent.isEmpty) {
+                    case .redis:
+                        let oldest = sentToRedis.removeFirst()
+                        guard let index = flights.firstIndex(where: { $0.chunk == oldest }) else { preconditionFailure("no flight sent it") }
+                        try flights[index].receiveRedis(self)
+                    case .postgres:
+                        let oldest = sent.removeFirst()
+                        guard let index = flights.firstIndex(where: { $0.chunk == oldest }) else { preconditionFailure("no flight sent it") }
+                        try flights[index].receivePostgres(self)
+                    case nil:
+                        continue
+                    }
                 } else if let index = flights.firstIndex(where: { !$0.isSent }) {
                     // Asking for the next transaction id, with nothing in either pipeline.
                     try flights[index].perform(self, skipped: &skipped)
@@ -114,6 +123,22 @@ extension LeaseRun {
         alone.carriedLimit = stop.isStopRequested ? nil : LeaseTempo.firstLimit
         return keys.map { byKey[$0] ?? alone }
     }
+
+    private enum Server { case redis, postgres }
+
+    /// Which server's answer to read next: one whose answer has begun to arrive (Redis first), or
+    /// the only one asked. With both asked and neither answering yet, waits up to
+    /// ``arrivalWaitMillis`` for either and returns nil (the caller looks again).
+    private func nextArrival(redisWaits: Bool, postgresWaits: Bool) throws -> Server? {
+        if redisWaits && (!postgresWaits || redis.connection.hasUnreadBytes) { return .redis }
+        if postgresWaits, try !redisWaits || postgres.isResultReady() { return .postgres }
+        _ = SocketReadiness.waitForInput([redis.connection.descriptor, postgres.socket], milliseconds: Self.arrivalWaitMillis)
+        return nil
+    }
+
+    /// The longest wait for either server before looking again (TLS may hold a record that the
+    /// socket no longer shows); reads themselves time out after `--network-timeout`.
+    static let arrivalWaitMillis: Int32 = 50
 
     /// Groups in flight at once: enough that PostgreSQL always has a statement queued while this
     /// process works on another group's Redis step or plan.

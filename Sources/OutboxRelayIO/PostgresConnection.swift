@@ -132,6 +132,14 @@ public final class PostgresConnection {
     /// Whether statements sent with ``send(_:binary:)`` still have results to collect.
     public var isAwaitingResults: Bool { !groups.isEmpty }
 
+    /// Whether the oldest statement's result has arrived, so that ``receiveNext()`` would not wait
+    /// for PostgreSQL: reads what the socket holds into libpq's buffer, without blocking.
+    public func isResultReady() throws(PostgresError) -> Bool {
+        precondition(!groups.isEmpty, "nothing was sent")
+        guard PQconsumeInput(connection) == 1 else { throw failure() }
+        return PQisBusy(connection) == 0
+    }
+
     /// Waits for the result of the oldest statement sent with ``send(_:binary:)`` and not yet
     /// collected. A failed statement throws; the statements after it in its group did not run
     /// (their transaction rolled back) and throw too, while later groups run normally.

@@ -88,6 +88,18 @@ public final class RedisConnection {
         }
     }
 
+    /// The connection's socket, to wait on with ``SocketReadiness``.
+    public var descriptor: Int32 { socket }
+
+    /// Whether bytes of a reply have arrived and are not read yet: buffered here, in TLS, or in the
+    /// socket. ``receive(_:)`` then reads at once (or waits only for the rest of a reply that has
+    /// begun to arrive).
+    public var hasUnreadBytes: Bool {
+        if reader.pointee.len > reader.pointee.pos || transport.pendingBytes > 0 { return true }
+        var poller = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&poller, 1, 0) == 1
+    }
+
     /// Reads the next `count` replies to commands sent with ``sendWithoutWaiting(_:)``.
     public func receive(_ count: Int) throws(RedisError) -> [RedisReply] {
         guard !isBroken else { throw RedisError(.connectionLost, "the connection to Redis at \(endpoint) is broken") }

@@ -16,6 +16,8 @@ protocol RedisTransport: AnyObject {
     /// already belong to another connection of the process (a PostgreSQL one, say), and bytes
     /// written to it would land there.
     func shutDown()
+    /// Bytes received and decoded but not read yet (TLS records already taken off the socket).
+    var pendingBytes: Int { get }
 }
 
 final class PlainTransport: RedisTransport {
@@ -46,6 +48,8 @@ final class PlainTransport: RedisTransport {
     }
 
     func shutDown() {}
+
+    var pendingBytes: Int { 0 }
 
     func read(_ buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> Int {
         while true {
@@ -119,6 +123,8 @@ final class TLSTransport: RedisTransport {
             throw Self.failure("TLS handshake failed")
         }
     }
+
+    var pendingBytes: Int { Int(SSL_pending(ssl)) }
 
     func shutDown() {
         _ = SIGPIPEGuard.run { SSL_shutdown(ssl) }

@@ -173,4 +173,24 @@ import Testing
         #expect(DeliveryPromiseTests.jids(try outbox.queue("q1")) == Array(stride(from: 1, to: 100, by: 10)))
         #expect(DeliveryPromiseTests.jids(try outbox.queue("q0")) == Array(stride(from: 0, to: 100, by: 10)))
     }
+
+    /// A group passes its keys to PostgreSQL as one array literal: keys that need quoting there
+    /// (quotes, backslashes, braces, commas, spaces, the word NULL, an empty name) still find
+    /// their own rows, each job once and in order.
+    @Test func keysThatNeedQuotingInAnArrayAreRelayedInAGroup() throws {
+        let outbox = try TestOutbox()
+        defer { outbox.drop() }
+        let names = [#"a"b"#, #"c\d"#, "{e,f}", "NULL", " g ", "ü", "h,i", "'j'", "k}", #"""#, #"\"#, "", "x y", #"\""#]
+        var rows: [(SplitKey, String)] = []
+        for n in 0..<(names.count * 3) { rows.append((.named(names[n % names.count]), Self.job("q\(n % names.count)", n))) }
+        try outbox.insert(rows)
+        let relay = RelayRunner(outbox.configuration())
+        try waitUntil("all rows marked") { try outbox.pendingCount() == 0 }
+        #expect(relay.finish())
+        for key in names.indices {
+            #expect(
+                DeliveryPromiseTests.jids(try outbox.queue("q\(key)")) == [key, key + names.count, key + 2 * names.count], "key '\(names[key])'")
+        }
+        #expect(!Self.groupLines(relay).isEmpty, "the keys were leased in a group")
+    }
 }

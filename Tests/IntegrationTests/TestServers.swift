@@ -79,8 +79,9 @@ final class TestOutbox: @unchecked Sendable {
         if layout == .reliableJob { return try insertReliableJobs(rows.map(\.1), createdAt: createdAt) }
         var ids: [Int64] = []
         for chunk in stride(from: 0, to: rows.count, by: 5000).map({ Array(rows[$0..<min($0 + 5000, rows.count)]) }) {
-            let keys = chunk.map { $0.0.value.map { "\"\($0)\"" } ?? "NULL" }.joined(separator: ",")
-            let payloads = chunk.map { "\"\($0.1.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }.joined(separator: ",")
+            func quoted(_ text: String) -> String { "\"\(text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }
+            let keys = chunk.map { $0.0.value.map(quoted) ?? "NULL" }.joined(separator: ",")
+            let payloads = chunk.map { quoted($0.1) }.joined(separator: ",")
             let result = try postgres.query(
                 SQLStatement(
                     """

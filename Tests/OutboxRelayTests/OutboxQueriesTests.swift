@@ -45,6 +45,11 @@ import Testing
         #expect(statement.name == "outbox_fetch_null")
     }
 
+    @Test func quotesEveryKeyOfAnArrayLiteral() {
+        #expect([#"a"b"#, #"c\d"#, "{e,f}", "", "ü"].postgresArrayLiteral == #"{"a\"b","c\\d","{e,f}","","ü"}"#)
+        #expect([String]().postgresArrayLiteral == "{}")
+    }
+
     @Test func marksABatchInOneStatementAndNeverARowTwice() {
         let statement = queries.markEnqueued([1, 2, 3])
         #expect(statement.sql == #"UPDATE "event_store_outbox" SET enqueued_at = (now() AT TIME ZONE 'utc') WHERE id = ANY($1::int8[]) AND enqueued_at IS NULL"#)
