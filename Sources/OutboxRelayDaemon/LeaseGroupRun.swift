@@ -42,8 +42,7 @@ extension LeaseRun {
         // first: results and replies come back in this order.
         var sent: [Int] = []
         var sentToRedis: [Int] = []
-        // Waits in a row in which neither server said anything (see nextArrival).
-        var silentWaits = 0
+        var arrivals = ArrivalOrder()
         while true {
             if stop.isStopRequested {
                 waiting = waiting[waiting.endIndex...]
@@ -88,7 +87,10 @@ extension LeaseRun {
                 } else if !sentToRedis.isEmpty || !sent.isEmpty {
                     // Whichever server answered first: blocking on one while the other's answer
                     // waits would leave that server idle (and this process too).
-                    switch try nextArrival(redisWaits: !sentToRedis.isEmpty, postgresWaits: !sent.isEmpty, silentWaits: &silentWaits) {
+                    let choice = try arrivals.next(
+                        redisWaits: !sentToRedis.isEmpty, postgresWaits: !sent.isEmpty, redisHasBytes: { redis.connection.hasUnreadBytes },
+                        postgresReady: { try postgres.isResultReady() })
+                    switch choice {
                     case .redis:
                         let oldest = sentToRedis.removeFirst()
                         guard let index = flights.firstIndex(where: { $0.chunk == oldest }) else { preconditionFailure("no flight sent it") }
@@ -97,8 +99,9 @@ extension LeaseRun {
                         let oldest = sent.removeFirst()
                         guard let index = flights.firstIndex(where: { $0.chunk == oldest }) else { preconditionFailure("no flight sent it") }
                         try flights[index].receivePostgres(self)
-                    case nil:
-                        continue
+                    case .wait:
+                        let ready = SocketReadiness.waitForInput([redis.connection.descriptor, postgres.socket], milliseconds: Self.arrivalWaitMillis)
+                        arrivals.waited(withInput: !ready.isEmpty)
                     }
                 } else if let index = flights.firstIndex(where: { !$0.isSent }) {
                     // Asking for the next transaction id, with nothing in either pipeline.
@@ -126,34 +129,9 @@ extension LeaseRun {
         return keys.map { byKey[$0] ?? alone }
     }
 
-    private enum Server { case redis, postgres }
-
-    /// Which server's answer to read next: one whose answer has begun to arrive (Redis first), or
-    /// the only one asked. With both asked and neither answering yet, waits up to
-    /// ``arrivalWaitMillis`` for either and returns nil (the caller looks again). After
-    /// ``silentWaitsBeforeBlocking`` such waits with no answer from either, reads Redis's
-    /// anyway: that read times out after `--network-timeout`, so a server gone silent is
-    /// noticed as before instead of being waited for forever.
-    private func nextArrival(redisWaits: Bool, postgresWaits: Bool, silentWaits: inout Int) throws -> Server? {
-        if redisWaits && (!postgresWaits || redis.connection.hasUnreadBytes || silentWaits >= Self.silentWaitsBeforeBlocking) {
-            silentWaits = 0
-            return .redis
-        }
-        if postgresWaits, try !redisWaits || postgres.isResultReady() {
-            silentWaits = 0
-            return .postgres
-        }
-        if SocketReadiness.waitForInput([redis.connection.descriptor, postgres.socket], milliseconds: Self.arrivalWaitMillis).isEmpty {
-            silentWaits += 1
-        }
-        return nil
-    }
-
-    /// The longest wait for either server before looking again (TLS may hold a record that the
-    /// socket no longer shows).
+    /// The longest wait for either server before ``ArrivalOrder`` is asked again (TLS may hold a
+    /// record that the socket no longer shows).
     static let arrivalWaitMillis: Int32 = 50
-    /// 2 s of silence from both servers: then a blocking read takes over (see ``nextArrival``).
-    static let silentWaitsBeforeBlocking = 40
 
     /// Groups in flight at once: enough that PostgreSQL and Redis both have work queued while this
     /// process plans another group (20,000 keys: 3 groups 34,800-38,900 jobs/s, 6 groups
