@@ -95,9 +95,8 @@ public final class RedisConnection {
     /// socket. ``receive(_:)`` then reads at once (or waits only for the rest of a reply that has
     /// begun to arrive).
     public var hasUnreadBytes: Bool {
-        if reader.pointee.len > reader.pointee.pos || transport.pendingBytes > 0 { return true }
-        var poller = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        return poll(&poller, 1, 0) == 1
+        reader.pointee.len > reader.pointee.pos || transport.pendingBytes > 0
+            || !SocketReadiness.waitForInput([socket], milliseconds: 0).isEmpty
     }
 
     /// Reads the next `count` replies to commands sent with ``sendWithoutWaiting(_:)``.
