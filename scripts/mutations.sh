@@ -69,6 +69,11 @@ s = head + small
 refusal_without_undo='
 swap("redis.call('"'"'LTRIM'"'"', KEYS[5 + q], tonumber(ARGV[5 + 2 * q]), -1)", "local _ = 0")
 '
+# Issue 16: a small push whose queue refused its LPUSH (wrong type) leaves the lists it pushed
+# before that one.
+small_refusal_without_undo='
+swap("            takeBack(q - 1)\n", "")
+'
 # Issue 16: a page's pipelined push that runs although the push before it did not land.
 pipelined_push_unchecked='
 swap("          if last == '"'"''"'"' then return true end\n", "          if true then return true end\n")
@@ -121,6 +126,7 @@ status=0
 run record-before-push Sources/OutboxRelay/FencedPush.swift "$record_before_push"
 run small-record-before-push Sources/OutboxRelay/FencedPush.swift "$small_record_before_push"
 run refusal-without-undo Sources/OutboxRelay/FencedPush.swift "$refusal_without_undo"
+run small-refusal-without-undo Sources/OutboxRelay/FencedPush.swift "$small_refusal_without_undo"
 run pipelined-push-unchecked Sources/OutboxRelay/FencedPush.swift "$pipelined_push_unchecked"
 run fence-without-database Sources/OutboxRelay/FencedPush.swift "$fence_without_database"
 run queues-by-string Sources/OutboxRelay/BatchPlan.swift "$queues_by_string"

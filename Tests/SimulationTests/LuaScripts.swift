@@ -3,7 +3,7 @@ import OutboxRelay
 
 /// The relay's Lua scripts (``FencedPush``), run by Lua 5.1 as Redis runs them, against a
 /// ``RedisModel``: `redis.call` raises on an error reply and the script stops there, keeping the
-/// writes it made before, as real Redis does.
+/// writes it made before, as real Redis does; `redis.pcall` returns the error as `{err = …}`.
 final class LuaScripts {
     enum Script: Int, CaseIterable {
         case claim, push, release, claimGroup, releaseGroup, smallPush
@@ -35,6 +35,11 @@ final class LuaScripts {
             function redis.call(...)
               local ok, result = __redis_raw(...)
               if not ok then error(result, 2) end
+              return result
+            end
+            function redis.pcall(...)
+              local ok, result = __redis_raw(...)
+              if not ok then return {err = result} end
               return result
             end
             function redis.error_reply(message) return {err = message} end
