@@ -143,42 +143,51 @@ public final class RedisConnection {
     /// write of up to ``gatheredPerWrite`` such arguments (`sendmsg`); so each job's bytes are
     /// copied once more only by the kernel. The buffer is kept from one call to the next.
     private func write(_ commands: [RedisCommand]) throws(SocketError) {
-        staging.removeAll(keepingCapacity: true)
+        // Built in a local buffer: every append to a stored property of a class would pay a
+        // dynamic exclusivity check, and a group's pushes are hundreds of thousands of appends.
+        var staged = staging
+        staging = []
+        defer {
+            // A rare huge command's buffer is not kept.
+            if staged.capacity > 2 * Self.writeChunkBytes { staged = [] }
+            staged.removeAll(keepingCapacity: true)
+            staging = staged
+        }
+        staged.removeAll(keepingCapacity: true)
         var segments: [Segment] = []
         var stagedFrom = 0
         var gathered = 0
-        func closeStaged() {
-            if staging.count > stagedFrom { segments.append(.staged(stagedFrom..<staging.count)) }
-            stagedFrom = staging.count
-        }
         for command in commands {
-            appendHeader(UInt8(ascii: "*"), command.arguments.count)
+            Self.appendHeader(UInt8(ascii: "*"), command.arguments.count, to: &staged)
             for argument in command.arguments {
-                appendHeader(UInt8(ascii: "$"), argument.count)
+                Self.appendHeader(UInt8(ascii: "$"), argument.count, to: &staged)
                 if argument.count >= Self.gatheredBytes {
-                    closeStaged()
+                    Self.closeStaged(staged.count, from: &stagedFrom, into: &segments)
                     segments.append(.argument(argument))
                     gathered += 1
                 } else {
-                    staging.append(contentsOf: argument)
+                    staged.append(contentsOf: argument)
                 }
-                staging.append(0x0D)
-                staging.append(0x0A)
-                if gathered >= Self.gatheredPerWrite || staging.count >= Self.writeChunkBytes {
-                    closeStaged()
-                    try write(segments)
+                staged.append(0x0D)
+                staged.append(0x0A)
+                if gathered >= Self.gatheredPerWrite || staged.count >= Self.writeChunkBytes {
+                    Self.closeStaged(staged.count, from: &stagedFrom, into: &segments)
+                    try write(segments, staged: staged)
                     segments.removeAll(keepingCapacity: true)
-                    staging.removeAll(keepingCapacity: true)
+                    staged.removeAll(keepingCapacity: true)
                     stagedFrom = 0
                     gathered = 0
                 }
             }
         }
-        closeStaged()
-        try write(segments)
-        // A rare huge command's buffer is not kept.
-        if staging.capacity > 2 * Self.writeChunkBytes { staging = [] }
-        staging.removeAll(keepingCapacity: true)
+        Self.closeStaged(staged.count, from: &stagedFrom, into: &segments)
+        try write(segments, staged: staged)
+    }
+
+    /// Ends the staged bytes since `stagedFrom` as a segment, if there are any.
+    private static func closeStaged(_ end: Int, from stagedFrom: inout Int, into segments: inout [Segment]) {
+        if end > stagedFrom { segments.append(.staged(stagedFrom..<end)) }
+        stagedFrom = end
     }
 
     /// A piece of the bytes to write: a range of the staging buffer, or an argument's own bytes.
@@ -194,8 +203,8 @@ public final class RedisConnection {
     /// How much the staging buffer gathers before it is written.
     private static let writeChunkBytes = 256 * 1024
 
-    /// Writes `segments` in order, whole.
-    private func write(_ segments: [Segment]) throws(SocketError) {
+    /// Writes `segments` (ranges of `staged`, or arguments) in order, whole.
+    private func write(_ segments: [Segment], staged: [UInt8]) throws(SocketError) {
         guard !segments.isEmpty else { return }
         let arguments = segments.compactMap { segment -> [UInt8]? in
             if case .argument(let bytes) = segment { return bytes }
@@ -203,7 +212,7 @@ public final class RedisConnection {
         }
         var pinned: [UnsafeRawBufferPointer] = []
         pinned.reserveCapacity(arguments.count)
-        let result = staging.withUnsafeBytes { staged in
+        let result = staged.withUnsafeBytes { staged in
             Self.withStorage(of: arguments[...], pinned: &pinned) { storage in
                 var vectors: [iovec] = []
                 vectors.reserveCapacity(segments.count)
@@ -259,18 +268,22 @@ public final class RedisConnection {
     }
 
     /// Appends `*<count>\r\n` or `$<count>\r\n`, digit by digit.
-    private func appendHeader(_ marker: UInt8, _ count: Int) {
-        staging.append(marker)
-        var divisor = 1
-        while divisor <= count / 10 { divisor *= 10 }
-        var rest = count
-        while divisor > 0 {
-            staging.append(UInt8(ascii: "0") + UInt8(rest / divisor))
-            rest %= divisor
-            divisor /= 10
+    private static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {
+        buffer.append(marker)
+        if count < 10 {
+            buffer.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: count))
+        } else {
+            var divisor = 10
+            while divisor <= count / 10 { divisor *= 10 }
+            var rest = count
+            while divisor > 0 {
+                buffer.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest / divisor))
+                rest %= divisor
+                divisor /= 10
+            }
         }
-        staging.append(0x0D)
-        staging.append(0x0A)
+        buffer.append(0x0D)
+        buffer.append(0x0A)
     }
 
     private func readReply() throws(SocketError) -> RedisReply {
