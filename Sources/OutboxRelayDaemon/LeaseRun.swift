@@ -207,24 +207,25 @@ struct LeaseRun {
 
     /// `logRelayed`: log the lease's "relayed jobs" line (a group logs one line for all its keys).
     func finished(
-        _ outcome: Outcome, key: SplitKey, tempos: inout [SplitKey: Int], started: Int64, metadata: Logger.Metadata, logRelayed: Bool = true
+        _ outcome: Outcome, key: SplitKey, tempos: inout [SplitKey: Int], started: Int64, metadata: @autoclosure () -> Logger.Metadata,
+        logRelayed: Bool = true
     ) {
         guard outcome.leased else { return }
         tempos[key] = outcome.carriedLimit
         if let rewound = outcome.rewoundFrom {
             logger.warning(
                 "the lease's fence in Redis (\(rewound)) is ahead of PostgreSQL's transaction ids: the database was restored from a backup or a standby that was behind was promoted; fencing goes on in a new epoch",
-                metadata: metadata.merging(["outbox.fence": "\(outcome.fence ?? "?")"]) { $1 })
+                metadata: metadata().merging(["outbox.fence": "\(outcome.fence ?? "?")"]) { $1 })
         }
         if outcome.inherited > 0 {
             logger.info(
                 "an earlier holder pushed rows it did not mark; marked them without pushing again",
-                metadata: metadata.merging(["outbox.jobs": "\(outcome.inherited)"]) { $1 })
+                metadata: metadata().merging(["outbox.jobs": "\(outcome.inherited)"]) { $1 })
         }
         if outcome.relayed > 0, logRelayed {
             logger.info(
                 "relayed jobs",
-                metadata: metadata.merging([
+                metadata: metadata().merging([
                     "outbox.jobs": "\(outcome.relayed)", "outbox.duration_ms": "\((telemetry.monotonicMicros() - started) / 1000)",
                 ]) { $1 })
         }
