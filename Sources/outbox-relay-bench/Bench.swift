@@ -27,12 +27,11 @@ struct Bench {
                 goal: 0.5),
             ThroughputCase(name: "4 KB, 1 key", payloadBytes: 4096, keys: 1, baseline: .fairLimit, goal: 0.8),
         ]
-        var oneKeyRelayRate: Double?
         for item in throughputCases where options.runs(item.name) {
             var runs: [ThroughputRun.Result] = []
             for _ in 0..<options.repeats {
                 let started = Date()
-                let result = try ThroughputRun(servers: servers, rows: options.rows, item: item, oneKeyRelayRate: oneKeyRelayRate).run()
+                let result = try ThroughputRun(servers: servers, rows: options.rows, item: item).run()
                 print(result.line)
                 runs.append(result)
                 // Repeats are for cheap cases: one whose run takes over half a minute (20,000
@@ -47,7 +46,6 @@ struct Bench {
             let median = ThroughputRun.Result.median(of: runs)
             if runs.count > 1 { print("median of \(runs.count): " + median.line) }
             report.throughput.append(median)
-            if item.name == "200 B, 1 key" { oneKeyRelayRate = median.relayRate }
         }
         for (rate, notify) in [(200, true), (2000, true), (200, false)] where options.runs("latency") {
             let result = try LatencyRun(servers: servers, rate: rate, seconds: options.latencySeconds, notify: notify).run()

@@ -6,7 +6,9 @@ import OutboxRelayIO
 enum Baseline {
     /// PostgreSQL alone marking an identical table in batches of 1,000 (the DO block).
     case postgresMarking
-    /// The relay's own rate on one key in this same bench (the "200 B, 1 key" case, same rows).
+    /// The relay's own rate on one key (the same rows and payload size, all with one key),
+    /// measured right before each run of the case, so the machine's drift over the minutes
+    /// between the "200 B, 1 key" case and this one does not enter the ratio.
     case oneKeyRelay
     /// The slower of PostgreSQL alone fetching the payloads to a client and marking them, and
     /// Redis alone taking the same pushes: what any relay between the two could reach at best.
@@ -98,8 +100,6 @@ struct ThroughputRun {
     let servers: BenchServers
     let rows: Int
     let item: ThroughputCase
-    /// The relay's rate on one key in this bench, for ``Baseline/oneKeyRelay``.
-    var oneKeyRelayRate: Double?
 
     func run() throws -> Result {
         var fetchRate: Double?
@@ -109,8 +109,8 @@ struct ThroughputRun {
         case .postgresMarking:
             baselineRate = try postgresMarkingRate()
         case .oneKeyRelay:
-            guard let oneKeyRelayRate else { throw BenchError("\(item.name): the one-key relay rate was not measured first") }
-            baselineRate = oneKeyRelayRate
+            let oneKey = ThroughputCase(name: "\(item.name), baseline on 1 key", payloadBytes: item.payloadBytes, keys: 1, batchSize: item.batchSize)
+            baselineRate = try ThroughputRun(servers: servers, rows: rows, item: oneKey).relayRate().0
         case .fairLimit:
             let (postgres, redis) = try fairLimitRates()
             (fetchRate, pushRate) = (postgres, redis)
