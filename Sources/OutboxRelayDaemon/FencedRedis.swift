@@ -136,8 +136,9 @@ final class FencedRedis {
     /// Each batch's push, from the replies of the oldest ``sendPushes(_:sidekiq:transactionAbove:)``
     /// not answered yet; a fenced push throws as ``push(_:keys:sidekiq:fence:record:)`` does.
     func pushes(_ replies: [RedisReply], count: Int) throws -> [LeaseMachine.Push] {
-        let pushReplies = pushesInFlight.first?.reduce(0, +) ?? 0
-        guard let sizes = pushesInFlight.first, sizes.count == count, replies.count >= pushReplies else {
+        let sizes = pushesInFlight.first ?? []
+        let pushReplies = sizes.reduce(0, +)
+        guard !sizes.isEmpty, sizes.count == count, replies.count >= pushReplies else {
             throw RelayProblem.unexpectedReply("the push transactions", "\(replies.count) replies for \(count) pushes")
         }
         pushesInFlight.removeFirst()

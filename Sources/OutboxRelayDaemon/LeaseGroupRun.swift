@@ -90,15 +90,17 @@ extension LeaseRun {
                     let choice = try arrivals.next(
                         redisWaits: !sentToRedis.isEmpty, postgresWaits: !sent.isEmpty, redisHasBytes: { redis.connection.hasUnreadBytes },
                         postgresReady: { try postgres.isResultReady() })
+                    // The flight whose call was sent first: answers come back in that order.
+                    func oldest(_ chunks: inout [Int]) -> Int {
+                        let chunk = chunks.removeFirst()
+                        guard let index = flights.firstIndex(where: { $0.chunk == chunk }) else { preconditionFailure("no flight sent it") }
+                        return index
+                    }
                     switch choice {
                     case .redis:
-                        let oldest = sentToRedis.removeFirst()
-                        guard let index = flights.firstIndex(where: { $0.chunk == oldest }) else { preconditionFailure("no flight sent it") }
-                        try flights[index].receiveRedis(self)
+                        try flights[oldest(&sentToRedis)].receiveRedis(self)
                     case .postgres:
-                        let oldest = sent.removeFirst()
-                        guard let index = flights.firstIndex(where: { $0.chunk == oldest }) else { preconditionFailure("no flight sent it") }
-                        try flights[index].receivePostgres(self)
+                        try flights[oldest(&sent)].receivePostgres(self)
                     case .wait:
                         let ready = SocketReadiness.waitForInput([redis.connection.descriptor, postgres.socket], milliseconds: Self.arrivalWaitMillis)
                         arrivals.waited(withInput: !ready.isEmpty)

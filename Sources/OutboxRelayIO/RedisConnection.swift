@@ -143,8 +143,9 @@ public final class RedisConnection {
     /// write of up to ``gatheredPerWrite`` such arguments (`sendmsg`); so each job's bytes are
     /// copied once more only by the kernel. The buffer is kept from one call to the next.
     private func write(_ commands: [RedisCommand]) throws(SocketError) {
-        // Built in a local buffer: every append to a stored property of a class would pay a
-        // dynamic exclusivity check, and a group's pushes are hundreds of thousands of appends.
+        // Built in a local buffer (left empty by every write): every append to a stored property
+        // of a class would pay a dynamic exclusivity check, and a group's pushes are hundreds of
+        // thousands of appends.
         var staged = staging
         staging = []
         defer {
@@ -153,7 +154,6 @@ public final class RedisConnection {
             staged.removeAll(keepingCapacity: true)
             staging = staged
         }
-        staged.removeAll(keepingCapacity: true)
         var segments: [Segment] = []
         var stagedFrom = 0
         var gathered = 0
