@@ -48,7 +48,10 @@ public final class PostgresConnection {
     }
 
     /// Whether the connection is still up, as far as libpq knows without a round trip.
-    public var isHealthy: Bool { PQstatus(connection) == CONNECTION_OK }
+    public var isHealthy: Bool { !isBroken && PQstatus(connection) == CONNECTION_OK }
+    /// Set when a group's commit did not come back (see ``receiveNext()``): libpq's pipeline is
+    /// out of step, so the owner drops the connection.
+    private var isBroken = false
 
     /// The server's process id for this connection, as `pg_stat_activity.pid` shows it.
     public var backendPID: Int32 { PQbackendPID(connection) }
@@ -93,6 +96,7 @@ public final class PostgresConnection {
     /// the order sent. Until they are all collected, ``query(_:binary:)`` is not available.
     public func send(_ statements: [SQLStatement], binary: Bool) throws(PostgresError) {
         guard !statements.isEmpty else { return }
+        guard !isBroken else { throw PostgresError(.connectionLost, "PostgreSQL: the connection was given up after a commit that did not come back") }
         if groups.isEmpty {
             for statement in statements { try prepare(statement) }
             guard PQenterPipelineMode(connection) == 1 else { throw failure() }
@@ -165,12 +169,27 @@ public final class PostgresConnection {
             outcome = .failure(failure())
         }
         guard PQstatus(connection) == CONNECTION_OK else {
+            // The group's transaction commits at its sync point, which never came: whatever the
+            // result said, its statements may not have committed.
             groups = []
-            return try outcome.get()
+            _ = try outcome.get()
+            throw failure()
         }
         if groups[0].remaining == 0 {
-            // The group's sync point.
-            if let sync = PQgetResult(connection) { PQclear(sync) }
+            // The group's sync point, where its implicit transaction commits: the statements'
+            // results arrived before it, so they count only once it came back. A commit refused
+            // (a deferred constraint, a serialization failure) or cut off (the server died
+            // waiting for its synchronous standby) fails the group's last statement.
+            let sync = PQgetResult(connection)
+            let committed = sync.map { PQresultStatus($0) == PGRES_PIPELINE_SYNC } ?? false
+            let refusal = committed ? "" : Self.trimmed(sync.flatMap { PQresultErrorMessage($0) }.flatMap { $0.pointee == 0 ? nil : $0 } ?? PQerrorMessage(connection))
+            PQclear(sync)
+            guard committed else {
+                // libpq's pipeline is past saving: the connection is given up, with its leases.
+                isBroken = true
+                groups = []
+                throw PostgresError(.connectionLost, "PostgreSQL: the transaction did not commit: \(redactor.redact(refusal))")
+            }
             groups.removeFirst()
             if groups.isEmpty, PQexitPipelineMode(connection) != 1 {
                 _ = try outcome.get()
