@@ -7,7 +7,7 @@ BIN_DIR = $(shell $(SWIFT) build --show-bin-path 2>/dev/null)
 TEST_PACKAGES = ruby ruby-sidekiq ruby-redis-namespace systemd prometheus influxdb python3-psycopg2 ruby-activerecord ruby-pg postgresql-client liblua5.1-0-dev faketime lintian debootstrap systemd-container util-linux procps
 
 ROWS ?= 100000
-REPEAT ?= 3
+REPEAT ?= 5
 RESULTS ?= results
 RELEASE_DIR = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 

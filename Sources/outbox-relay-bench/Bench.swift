@@ -29,9 +29,14 @@ struct Bench {
         ]
         for item in throughputCases where options.runs(item.name) {
             var runs: [ThroughputRun.Result] = []
+            let measure = ThroughputRun(servers: servers, rows: options.rows, item: item)
+            var before = try measure.baseline()
             for _ in 0..<options.repeats {
                 let started = Date()
-                let result = try ThroughputRun(servers: servers, rows: options.rows, item: item).run()
+                let (relayRate, rss) = try measure.relayRate()
+                let after = try measure.baseline()
+                let result = measure.result(relayRate: relayRate, peakRSSMB: rss, before: before, after: after)
+                before = after
                 print(result.line)
                 runs.append(result)
                 // Repeats are for cheap cases: one whose run takes over half a minute (20,000

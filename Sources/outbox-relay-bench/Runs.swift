@@ -2,13 +2,17 @@ import Foundation
 import OutboxRelay
 import OutboxRelayIO
 
-/// What a throughput case's relay rate is held against.
+/// What a throughput case's relay rate is held against. Every relay run is held against the
+/// mean of two measurements of its baseline, one right before the run and one right after (the
+/// one after is the next run's one before), since this 2-core VM's speed swings within seconds:
+/// nine runs of `--batch-size 100` against the baseline before each gave ratios from 0.67 to 1.06,
+/// and the eight of them with a baseline after, against the mean of the two, 0.79 to 0.94.
 enum Baseline {
     /// PostgreSQL alone marking an identical table in batches of 1,000 (the DO block).
     case postgresMarking
     /// The relay's own rate on one key (the same rows and payload size, all with one key),
-    /// measured right before each run of the case, so the machine's drift over the minutes
-    /// between the "200 B, 1 key" case and this one does not enter the ratio.
+    /// measured around each run of the case, so the machine's drift over the minutes between the
+    /// "200 B, 1 key" case and this one does not enter the ratio.
     case oneKeyRelay
     /// The slower of PostgreSQL alone fetching the payloads to a client and marking them, and
     /// Redis alone taking the same pushes: what any relay between the two could reach at best.
@@ -58,11 +62,13 @@ struct ThroughputRun {
         /// Each run's ratio, when this sums up several.
         let runRatios: [Double]
         let goal: Double?
+        /// The baseline measured right before and right after the run, for one run.
+        var baselineBracket: [Double] = []
 
         var meetsGoal: Bool? { goal.map { ratio >= $0 } }
 
-        /// Several runs of one case: the median of each rate and of the runs' ratios (each run
-        /// measures the relay and its baseline back to back, so its ratio is the fairest figure
+        /// Several runs of one case: the median of each rate and of the runs' ratios (each run's
+        /// ratio is against the baselines measured right around it, so it is the fairest figure
         /// when the machine's speed drifts), and the highest peak RSS.
         static func median(of runs: [Result]) -> Result {
             func middle(_ values: [Double]) -> Double {
@@ -90,8 +96,9 @@ struct ThroughputRun {
         }
 
         var line: String {
-            var line = String(format: "throughput %@ (batch %d): relay %.0f jobs/s, %@ %.0f/s, ratio %.2f, peak RSS %.1f MB",
-                name, batchSize, relayRate, baselineDescription, baselineRate, ratio, peakRSSMB)
+            var line = String(format: "throughput %@ (batch %d): relay %.0f jobs/s, %@ %.0f/s", name, batchSize, relayRate, baselineDescription, baselineRate)
+            if baselineBracket.count == 2 { line += String(format: " (mean of %.0f before and %.0f after)", baselineBracket[0], baselineBracket[1]) }
+            line += String(format: ", ratio %.2f, peak RSS %.1f MB", ratio, peakRSSMB)
             if goal != nil { line += ", " + goalDescription }
             return line
         }
@@ -101,26 +108,43 @@ struct ThroughputRun {
     let rows: Int
     let item: ThroughputCase
 
-    func run() throws -> Result {
-        var fetchRate: Double?
-        var pushRate: Double?
-        let baselineRate: Double
+    /// One measurement of the case's baseline: its rate, and for the fair limit its two halves.
+    struct BaselineMeasure {
+        let rate: Double
+        var postgresFetchRate: Double? = nil
+        var redisPushRate: Double? = nil
+
+        /// The mean of the measurements taken right before and right after a relay run.
+        static func bracket(_ before: Self, _ after: Self) -> Self {
+            func mean(_ a: Double?, _ b: Double?) -> Double? { a.flatMap { a in b.map { (a + $0) / 2 } } }
+            return Self(
+                rate: (before.rate + after.rate) / 2, postgresFetchRate: mean(before.postgresFetchRate, after.postgresFetchRate),
+                redisPushRate: mean(before.redisPushRate, after.redisPushRate))
+        }
+    }
+
+    /// Measures the case's baseline once.
+    func baseline() throws -> BaselineMeasure {
         switch item.baseline {
         case .postgresMarking:
-            baselineRate = try postgresMarkingRate()
+            return BaselineMeasure(rate: try postgresMarkingRate())
         case .oneKeyRelay:
             let oneKey = ThroughputCase(name: "\(item.name), baseline on 1 key", payloadBytes: item.payloadBytes, keys: 1, batchSize: item.batchSize)
-            baselineRate = try ThroughputRun(servers: servers, rows: rows, item: oneKey).relayRate().0
+            return BaselineMeasure(rate: try ThroughputRun(servers: servers, rows: rows, item: oneKey).relayRate().0)
         case .fairLimit:
             let (postgres, redis) = try fairLimitRates()
-            (fetchRate, pushRate) = (postgres, redis)
-            baselineRate = min(postgres, redis)
+            return BaselineMeasure(rate: min(postgres, redis), postgresFetchRate: postgres, redisPushRate: redis)
         }
-        let (relayRate, rss) = try relayRate()
+    }
+
+    /// A relay run's figures held against the mean of the baselines measured right before and
+    /// right after it (see ``Baseline``).
+    func result(relayRate: Double, peakRSSMB: Double, before: BaselineMeasure, after: BaselineMeasure) -> Result {
+        let baseline = BaselineMeasure.bracket(before, after)
         return Result(
-            name: item.name, batchSize: item.batchSize, baseline: item.baseline, relayRate: relayRate, baselineRate: baselineRate,
-            postgresFetchRate: fetchRate, redisPushRate: pushRate, peakRSSMB: rss, ratio: relayRate / baselineRate, runRatios: [],
-            goal: item.goal)
+            name: item.name, batchSize: item.batchSize, baseline: item.baseline, relayRate: relayRate, baselineRate: baseline.rate,
+            postgresFetchRate: baseline.postgresFetchRate, redisPushRate: baseline.redisPushRate, peakRSSMB: peakRSSMB,
+            ratio: relayRate / baseline.rate, runRatios: [], goal: item.goal, baselineBracket: [before.rate, after.rate])
     }
 
     /// PostgreSQL alone marking the rows in keyset batches of 1,000, one commit each, server-side.
@@ -197,7 +221,7 @@ struct ThroughputRun {
 
     /// The relay draining a fresh table, in jobs per second, and its peak RSS in MB; throws unless
     /// every job is in Redis.
-    private func relayRate() throws -> (Double, Double) {
+    func relayRate() throws -> (Double, Double) {
         _ = try servers.createTable("bench_relay", rows: rows, payloadBytes: item.payloadBytes, keys: item.keys)
         try servers.flushRedis()
         let relay = try servers.startRelay(table: "bench_relay", extra: ["--batch-size", String(item.batchSize), "--sleep-on-empty", "0.05"])
