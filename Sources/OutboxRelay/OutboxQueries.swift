@@ -128,6 +128,12 @@ public struct OutboxQueries: Sendable {
             """, parameters)
     }
 
+    /// Whether ``fetch(_:limit:maxBytes:skipping:after:)`` writes as well as reads: the
+    /// sidekiq-reliable_job layout's fetch parks future jobs (``reliableJobParking``), so it runs
+    /// on the leasing session, under the gem's lock; res_outbox's only reads, so it may run on
+    /// another session.
+    public var fetchWrites: Bool { layout == .reliableJob }
+
     /// How many rows a fetch found pending within its `limit`, for ``LeaseTempo``: all of them
     /// when it returned `limit` rows or when the byte cut ended it (the last row's running total
     /// reached `maxBytes`, so more may follow), else exactly the rows returned.

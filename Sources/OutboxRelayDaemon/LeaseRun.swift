@@ -46,6 +46,11 @@ struct LeaseRun {
 
     let configuration: Settings
     let postgres: PostgresConnection
+    /// Where pages are fetched: a second session, so that PostgreSQL reads page k+1 on one core
+    /// while the leasing session marks page k-1 on the other; or the leasing session itself.
+    /// Safe because every fetch but a lease's first starts after the last id fetched, above every
+    /// row a mark in flight names, and a lease's first is sent once the marks before it committed.
+    let reader: PostgresConnection
     let redis: FencedRedis
     /// The outbox table as PostgreSQL resolves it, `schema.table`, part of every lease key.
     let resolvedTable: String
@@ -72,9 +77,8 @@ struct LeaseRun {
         let metadata: Logger.Metadata = ["outbox.split_key": "\(key)"]
         // Statements sent while a pipeline is in flight must be prepared before. The dead-letter
         // table may be missing: bad rows are then skipped, and the next lease tries again.
-        for statement in [statement(.fetch(limit: 1, after: nil), key: key, skipped: skipped), queries.markEnqueued([])] {
-            try postgres.prepareAhead(statement)
-        }
+        try reader.prepareAhead(statement(.fetch(limit: 1, after: nil), key: key, skipped: skipped))
+        try postgres.prepareAhead(queries.markEnqueued([]))
         var machine = LeaseMachine(
             tempo: LeaseTempo(
                 maximumBatches: configuration.batchesPerLease, batchSize: configuration.batchSize, carriedLimit: tempos[key],
@@ -87,6 +91,7 @@ struct LeaseRun {
                 // After a failure with a pipeline in flight, its results come first.
                 while postgres.isAwaitingResults { _ = try? postgres.receiveNext() }
             }
+            while reader.isAwaitingResults { _ = try? reader.receiveNext() }
             if locked, postgres.isHealthy { _ = try? postgres.query(queries.releaseLease(lease)) }
             if gemLocked, postgres.isHealthy, let gemLock = configuration.reliableJobGemLock { _ = try? postgres.query(gemLock.unlock) }
         }
@@ -123,10 +128,12 @@ struct LeaseRun {
                     }
                     action = machine.nextTransactionID(next)
                 case .send(let statements):
-                    try postgres.send(statements.map { statement($0, key: key, skipped: skipped) }, binary: true)
+                    for (connection, group) in split(statements) {
+                        try connection.send(group.map { statement($0, key: key, skipped: skipped) }, binary: true)
+                    }
                     action = machine.sent()
                 case .receive(.fetch(let limit, _)):
-                    let rows = try postgres.receiveNext(decoding: { Self.fetchedRow($0) })
+                    let rows = try reader.receiveNext(decoding: { Self.fetchedRow($0) })
                     let available = OutboxQueries.pendingWithinLimit(
                         returned: rows.count, limit: limit, lastRunningBytes: rows.last?.1, maxBytes: configuration.maxBatchBytes)
                     // Kept until the machine asks for their plan, after the next fetch and the
@@ -245,6 +252,15 @@ struct LeaseRun {
             chunks.append(BatchPlan(rows: chunk, encoder: configuration.sidekiq, nowMicros: now, alreadyPushed: alreadyPushed, makeJID: makeJID))
         } while !rows.isEmpty
         return chunks.reversed()
+    }
+
+    /// A group of the machine's statements by the connection that runs it: fetches on the reader,
+    /// the rest on the leasing session; the whole group there when the reader is that session.
+    private func split(_ statements: [LeaseMachine.Statement]) -> [(PostgresConnection, [LeaseMachine.Statement])] {
+        guard reader !== postgres else { return [(postgres, statements)] }
+        let fetches = statements.filter { if case .fetch = $0 { true } else { false } }
+        let writes = statements.filter { if case .fetch = $0 { false } else { true } }
+        return [(reader, fetches), (postgres, writes)].filter { !$0.1.isEmpty }
     }
 
     /// The SQL of a statement of the machine.

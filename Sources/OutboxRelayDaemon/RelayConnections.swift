@@ -2,10 +2,12 @@ import Logging
 import OutboxRelay
 import OutboxRelayIO
 
-/// The relay's three connections and what it learns on connecting: the PostgreSQL session that
-/// takes the leases, a second one that LISTENs for wake-ups (optional: without it the relay
-/// polls), and Redis with the relay's scripts loaded. Each is (re)opened when missing or broken,
-/// and dropped on a failure, so its leases die with its session.
+/// The relay's connections and what it learns on connecting: the PostgreSQL session that takes
+/// the leases, a second one that reads a lease's next page while the first marks the pages before
+/// it (res layout only: the reliable_job layout's fetch writes), a third that LISTENs for
+/// wake-ups (optional: without it the relay polls), and Redis with the relay's scripts loaded.
+/// Each is (re)opened when missing or broken, and dropped on a failure, so its leases die with
+/// its session.
 final class RelayConnections {
     /// What opening the connections needs, and nothing else.
     struct Settings {
@@ -25,6 +27,9 @@ final class RelayConnections {
     private let logger: Logger
     private(set) var postgres: PostgresConnection?
     private(set) var listener: PostgresConnection?
+    /// Fetches a lease's pages, so that PostgreSQL reads page k+1 on one core while the leasing
+    /// session marks page k-1 on the other. Nil with the reliable_job layout.
+    private(set) var reader: PostgresConnection?
     private(set) var redis: FencedRedis?
     /// The outbox table as PostgreSQL resolves it, `schema.table`, part of every lease key.
     private(set) var resolvedTable = ""
@@ -44,6 +49,12 @@ final class RelayConnections {
         if postgres?.isHealthy != true {
             postgres = nil
             postgres = try openLeasingSession()
+        }
+        if !settings.queries.fetchWrites, reader?.isHealthy != true {
+            reader = nil
+            let connection = try openPostgres()
+            try connection.execute(ConnectionSettings.sessionSQL(timeout: settings.networkTimeout))
+            reader = connection
         }
         if listener?.isHealthy != true {
             listener = nil
@@ -97,8 +108,12 @@ final class RelayConnections {
             password: settings.databasePassword)
     }
 
-    /// Drops the leasing session (its leases go with it) or the Redis connection after a failure.
-    func dropPostgres() { postgres = nil }
+    /// Drops the leasing session (its leases go with it) and its reader, or the Redis connection,
+    /// after a failure.
+    func dropPostgres() {
+        postgres = nil
+        reader = nil
+    }
     func dropRedis() { redis = nil }
 
     /// Whether wake-ups arrived on the LISTEN connection since the last look.
@@ -128,12 +143,13 @@ final class RelayConnections {
     /// The LISTEN connection's socket, to sleep on.
     var listenSocket: Int32? { listener?.socket }
 
-    /// Gives every lease back and closes all three.
+    /// Gives every lease back and closes them all.
     func close() {
         if let postgres, postgres.isHealthy {
             _ = try? postgres.query(SQLStatement("SELECT pg_advisory_unlock_all()"))
         }
         postgres = nil
+        reader = nil
         listener = nil
         redis = nil
     }

@@ -149,7 +149,7 @@ public final class RelayLoop {
         let postgres = connections.postgres!
         let redis = connections.redis!
         let lease = LeaseRun(
-            configuration: leaseSettings, postgres: postgres, redis: redis, resolvedTable: connections.resolvedTable,
+            configuration: leaseSettings, postgres: postgres, reader: connections.reader ?? postgres, redis: redis, resolvedTable: connections.resolvedTable,
             cluster: connections.cluster, logger: logger, stop: stop, nowMicros: nowMicros, makeJID: makeJID, telemetry: telemetry,
             waitForNotification: connections.listenSocket == nil ? nil : waitForNotification)
         let outcome = try scheduler.pass(

@@ -26,6 +26,10 @@ final class SimulatedRelay {
     let lingers: Int
     private(set) var phase: Phase = .disconnected
     private var session: Int?
+    /// The second session single leases fetch on, as the daemon's res layout does (see
+    /// ``readsAside``): the world runs its groups when it likes, before or after the leasing
+    /// session's, so a fetch may overtake a mark sent before it.
+    private var reader: Int?
     private var refused = RefusedKeys()
     private var tempos: [SplitKey: Int] = [:]
     private var skipped: [SplitKey: Set<Int64>] = [:]
@@ -36,6 +40,9 @@ final class SimulatedRelay {
     private var fetchedRows: [OutboxRow] = []
     /// Paused (a zombie): its next action runs when it resumes, whatever happened meanwhile.
     var pausedUntil = 0
+    /// Whether single leases fetch on their own session (two relays in three), or on the leasing
+    /// session, as the daemon does with the reliable_job layout.
+    var readsAside: Bool { name % 3 != 1 }
     /// Whether a page's pushes are sent without waiting, as the daemon's single leases do
     /// (even-numbered relays), or each answered at once (odd ones).
     var overlapsPushes: Bool { name.isMultiple(of: 2) }
@@ -65,8 +72,7 @@ final class SimulatedRelay {
 
     /// The instance dies (kill -9): its PostgreSQL session ends, it restarts after `restartAt`.
     func crash(in world: Simulation, restartAt: Int) {
-        if let session { world.postgres.end(session, commits: { _ in world.random.chance(0.5) }) }
-        session = nil
+        endSessions(in: world)
         refused = RefusedKeys()
         tempos = [:]
         skipped = [:]
@@ -75,7 +81,17 @@ final class SimulatedRelay {
 
     /// Its PostgreSQL session is cut while it goes on (a network cut, or a pause past the timeout).
     func cutSession(in world: Simulation) {
-        if let session { world.postgres.end(session, commits: { _ in world.random.chance(0.5) }) }
+        let cut = world.random.chance(0.5) ? session : reader
+        if let cut { world.postgres.end(cut, commits: { _ in world.random.chance(0.5) }) }
+    }
+
+    /// Both sessions end, the reader first or last.
+    private func endSessions(in world: Simulation) {
+        for ending in world.random.chance(0.5) ? [session, reader] : [reader, session] {
+            if let ending { world.postgres.end(ending, commits: { _ in world.random.chance(0.5) }) }
+        }
+        session = nil
+        reader = nil
     }
 
     func step(in world: Simulation) {
@@ -85,6 +101,7 @@ final class SimulatedRelay {
             if world.now >= until { phase = .disconnected }
         case .disconnected:
             session = world.postgres.connect(database: database)
+            if readsAside { reader = world.postgres.connect(database: database) }
             phase = .passing(keys: [])
             startPass(in: world)
         case .passing(let keys):
@@ -156,8 +173,7 @@ final class SimulatedRelay {
 
     /// Any failure: the connections are dropped (the lease dies with the session), then a backoff.
     private func fail(_ reason: String, in world: Simulation) {
-        if let session { world.postgres.end(session, commits: { _ in world.random.chance(0.5) }) }
-        session = nil
+        endSessions(in: world)
         phase = .waiting(until: world.now + world.random.int(1...20))
     }
 
@@ -188,10 +204,16 @@ final class SimulatedRelay {
         case .askNextTransactionID:
             return machine.nextTransactionID(try world.postgres.nextTransactionID(session))
         case .send(let statements):
-            try world.postgres.send(session, statements, key: key, skipping: skipped[key] ?? [])
+            // As the daemon's LeaseRun: fetches on the reader, the rest on the leasing session.
+            let fetches = statements.filter { if case .fetch = $0 { true } else { false } }
+            let writes = statements.filter { if case .fetch = $0 { false } else { true } }
+            for (target, group) in reader.map({ [($0, fetches), (session, writes)] }) ?? [(session, statements)] where !group.isEmpty {
+                try world.postgres.send(target, group, key: key, skipping: skipped[key] ?? [])
+            }
             return machine.sent()
         case .receive(let statement):
-            let result = try world.postgres.receive(session)
+            let isFetch = if case .fetch = statement { true } else { false }
+            let result = try world.postgres.receive(isFetch ? reader ?? session : session)
             switch (statement, result) {
             case (.fetch(let limit, _), .rows(let rows)):
                 // Kept until the machine asks for their plan, as the daemon's driver does.
