@@ -113,7 +113,7 @@ import Testing
         configuration.sleepOnEmpty = 30
         configuration.notifyChannel = "outbox_test_\(outbox.table.name)"
         let relay = RelayRunner(configuration)
-        // "ready" comes once all three connections are up, the LISTEN one included.
+        // "ready" comes once every connection is up, the LISTEN one included.
         try waitUntil("the relay listens") { relay.logs.lines.contains { $0.contains(" ready ") || $0.hasSuffix(" ready\n") } }
         for n in 0..<3 {
             let started = Date()
