@@ -53,6 +53,7 @@ final class RelayConnections {
         if !settings.queries.fetchWrites, reader?.isHealthy != true {
             reader = nil
             let connection = try openPostgres()
+            connection.role = "reading session"
             try connection.execute(ConnectionSettings.sessionSQL(timeout: settings.networkTimeout))
             reader = connection
         }

@@ -53,6 +53,12 @@ public final class PostgresConnection {
     /// out of step, so the owner drops the connection.
     private var isBroken = false
 
+    /// What the session is for, named in its error messages (`PostgreSQL (reading session): …`),
+    /// when the owner holds several; nil for the main one.
+    public var role: String?
+    /// How messages name this connection.
+    private var server: String { role.map { "PostgreSQL (\($0))" } ?? "PostgreSQL" }
+
     /// The server's process id for this connection, as `pg_stat_activity.pid` shows it.
     public var backendPID: Int32 { PQbackendPID(connection) }
 
@@ -63,7 +69,7 @@ public final class PostgresConnection {
     /// as `(channel, payload)`; throws when the connection broke.
     public func notifications() throws(PostgresError) -> [(channel: String, payload: String)] {
         guard PQconsumeInput(connection) == 1 else {
-            throw PostgresError(.connectionLost, "PostgreSQL: \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
+            throw PostgresError(.connectionLost, "\(server): \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
         }
         var received: [(String, String)] = []
         while let notify = PQnotifies(connection) {
@@ -96,7 +102,7 @@ public final class PostgresConnection {
     /// the order sent. Until they are all collected, ``query(_:binary:)`` is not available.
     public func send(_ statements: [SQLStatement], binary: Bool) throws(PostgresError) {
         guard !statements.isEmpty else { return }
-        guard !isBroken else { throw PostgresError(.connectionLost, "PostgreSQL: the connection was given up after a commit that did not come back") }
+        guard !isBroken else { throw PostgresError(.connectionLost, "\(server): the connection was given up after a commit that did not come back") }
         if groups.isEmpty {
             for statement in statements { try prepare(statement) }
             guard PQenterPipelineMode(connection) == 1 else { throw failure() }
@@ -159,7 +165,7 @@ public final class PostgresConnection {
         if let result = PQgetResult(connection) {
             if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
                 PQclear(result)
-                outcome = .failure(PostgresError(.statementFailed, "PostgreSQL: not run, an earlier statement of its transaction failed"))
+                outcome = .failure(PostgresError(.statementFailed, "\(server): not run, an earlier statement of its transaction failed"))
             } else {
                 outcome = Result { () throws(PostgresError) in try consume(result, visit: visit) }
             }
@@ -188,7 +194,7 @@ public final class PostgresConnection {
                 // libpq's pipeline is past saving: the connection is given up, with its leases.
                 isBroken = true
                 groups = []
-                throw PostgresError(.connectionLost, "PostgreSQL: the transaction did not commit: \(redactor.redact(refusal))")
+                throw PostgresError(.connectionLost, "\(server): the transaction did not commit: \(redactor.redact(refusal))")
             }
             groups.removeFirst()
             if groups.isEmpty, PQexitPipelineMode(connection) != 1 {
@@ -207,7 +213,7 @@ public final class PostgresConnection {
     }
 
     private func failure() -> PostgresError {
-        PostgresError(connectionLostOrFailed, "PostgreSQL: \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
+        PostgresError(connectionLostOrFailed, "\(server): \(redactor.redact(Self.trimmed(PQerrorMessage(connection))))")
     }
 
     /// Like ``receiveNext()``, but turns each row into a `T` straight from libpq's result, without
@@ -245,7 +251,7 @@ public final class PostgresConnection {
         default:
             let sqlState = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
             let message = redactor.redact(Self.trimmed(PQresultErrorMessage(result)))
-            throw PostgresError(connectionLostOrFailed, "PostgreSQL: \(message)", sqlState: sqlState)
+            throw PostgresError(connectionLostOrFailed, "\(server): \(message)", sqlState: sqlState)
         }
     }
 

@@ -46,6 +46,26 @@ import Testing
         try scenario.verify()
     }
 
+    /// Only the sessions that fetch pages (the readers) are terminated, while the leasing sessions
+    /// mark: each relay drops both and starts over, and nothing is lost or pushed twice.
+    @Test func terminatedReadingSessions() throws {
+        let scenario = try FaultScenario(instances: 2, rows: Self.rows)
+        try scenario.startAll()
+        var terminated = 0
+        try scenario.drain { _ in
+            Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.2))
+            let killed = try? scenario.adminConnection().query(SQLStatement(
+                """
+                SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name LIKE 'outbox-relay@%' \
+                AND query LIKE 'SELECT id, payload, created_at, jid, running FROM%'
+                """)).int64(0, 0)
+            terminated += Int(killed ?? 0)
+        }
+        #expect(terminated >= 3, "\(terminated) reading sessions terminated before the rows ran out")
+        #expect(scenario.logs.contains("PostgreSQL (reading session): "), "the failure names the reading session")
+        try scenario.verify()
+    }
+
     @Test func terminatedBackendsAndAPostgreSQLRestart() throws {
         let scenario = try FaultScenario(instances: 2, rows: Self.rows)
         try scenario.startAll()
