@@ -54,6 +54,7 @@ final class RelayConnections {
             reader = nil
             let connection = try openPostgres()
             connection.role = "reading session"
+            connection.writesRows = false
             try connection.execute(ConnectionSettings.sessionSQL(timeout: settings.networkTimeout))
             reader = connection
         }

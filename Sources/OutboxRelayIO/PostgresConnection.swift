@@ -56,6 +56,10 @@ public final class PostgresConnection {
     /// What the session is for, named in its error messages (`PostgreSQL (reading session): …`),
     /// when the owner holds several; nil for the main one.
     public var role: String?
+    /// Whether the session's statements change rows. A group whose sync point never came back
+    /// then may not have committed; a session that only reads (the reader) says its read did not
+    /// complete instead, which is all it means there.
+    public var writesRows = true
     /// How messages name this connection.
     private var server: String { role.map { "PostgreSQL (\($0))" } ?? "PostgreSQL" }
 
@@ -194,7 +198,8 @@ public final class PostgresConnection {
                 // libpq's pipeline is past saving: the connection is given up, with its leases.
                 isBroken = true
                 groups = []
-                throw PostgresError(.connectionLost, "\(server): the transaction did not commit: \(redactor.redact(refusal))")
+                let lost = writesRows ? "the transaction did not commit" : "the read did not complete"
+                throw PostgresError(.connectionLost, "\(server): \(lost): \(redactor.redact(refusal))")
             }
             groups.removeFirst()
             if groups.isEmpty, PQexitPipelineMode(connection) != 1 {
