@@ -38,6 +38,11 @@ public struct LeaseMachine: Sendable {
         case mark(ids: [Int64], scheduled: [Int64])
         /// Moves these rows into the dead-letter table with their reasons.
         case deadLetter([BatchPlan.Rejection])
+
+        /// Whether it only reads (a fetch of the res layout may run on another session).
+        public var isFetch: Bool {
+            if case .fetch = self { true } else { false }
+        }
     }
 
     public enum Action: Sendable, Equatable {

@@ -258,9 +258,7 @@ struct LeaseRun {
     /// the rest on the leasing session; the whole group there when the reader is that session.
     private func split(_ statements: [LeaseMachine.Statement]) -> [(PostgresConnection, [LeaseMachine.Statement])] {
         guard reader !== postgres else { return [(postgres, statements)] }
-        let fetches = statements.filter { if case .fetch = $0 { true } else { false } }
-        let writes = statements.filter { if case .fetch = $0 { false } else { true } }
-        return [(reader, fetches), (postgres, writes)].filter { !$0.1.isEmpty }
+        return [(reader, statements.filter(\.isFetch)), (postgres, statements.filter { !$0.isFetch })].filter { !$0.1.isEmpty }
     }
 
     /// The SQL of a statement of the machine.

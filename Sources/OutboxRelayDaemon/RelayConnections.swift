@@ -52,10 +52,9 @@ final class RelayConnections {
         }
         if !settings.queries.fetchWrites, reader?.isHealthy != true {
             reader = nil
-            let connection = try openPostgres()
+            let connection = try openTimedSession()
             connection.role = "reading session"
             connection.writesRows = false
-            try connection.execute(ConnectionSettings.sessionSQL(timeout: settings.networkTimeout))
             reader = connection
         }
         if listener?.isHealthy != true {
@@ -71,8 +70,7 @@ final class RelayConnections {
     }
 
     private func openLeasingSession() throws -> PostgresConnection {
-        let connection = try openPostgres()
-        try connection.execute(ConnectionSettings.sessionSQL(timeout: settings.networkTimeout))
+        let connection = try openTimedSession()
         let queries = settings.queries
         let resolved = try connection.query(queries.resolveTable)
         guard resolved.count == 1, let schema = resolved.text(0, 0), let name = resolved.text(0, 1) else {
@@ -87,6 +85,13 @@ final class RelayConnections {
                 metadata: ["outbox.index": "\(queries.pendingIndexName)"])
         }
         logger.debug("connected to PostgreSQL", metadata: ["outbox.table": "\(resolvedTable)"])
+        return connection
+    }
+
+    /// A session whose statements time out after `--network-timeout`.
+    private func openTimedSession() throws -> PostgresConnection {
+        let connection = try openPostgres()
+        try connection.execute(ConnectionSettings.sessionSQL(timeout: settings.networkTimeout))
         return connection
     }
 

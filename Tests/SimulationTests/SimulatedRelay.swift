@@ -205,15 +205,13 @@ final class SimulatedRelay {
             return machine.nextTransactionID(try world.postgres.nextTransactionID(session))
         case .send(let statements):
             // As the daemon's LeaseRun: fetches on the reader, the rest on the leasing session.
-            let fetches = statements.filter { if case .fetch = $0 { true } else { false } }
-            let writes = statements.filter { if case .fetch = $0 { false } else { true } }
-            for (target, group) in reader.map({ [($0, fetches), (session, writes)] }) ?? [(session, statements)] where !group.isEmpty {
+            let groups = reader.map { [($0, statements.filter(\.isFetch)), (session, statements.filter { !$0.isFetch })] } ?? [(session, statements)]
+            for (target, group) in groups where !group.isEmpty {
                 try world.postgres.send(target, group, key: key, skipping: skipped[key] ?? [])
             }
             return machine.sent()
         case .receive(let statement):
-            let isFetch = if case .fetch = statement { true } else { false }
-            let result = try world.postgres.receive(isFetch ? reader ?? session : session)
+            let result = try world.postgres.receive(statement.isFetch ? reader ?? session : session)
             switch (statement, result) {
             case (.fetch(let limit, _), .rows(let rows)):
                 // Kept until the machine asks for their plan, as the daemon's driver does.
