@@ -4,12 +4,22 @@ extension OutboxQueries {
     /// Tries the advisory lock of each key; one row per key, in the order given: the id of the
     /// statement's transaction (the fencing token) where the lock was taken, NULL where another
     /// session holds it.
+    ///
+    /// The transaction gets its id only once every lock has been tried (the aggregate consumes
+    /// them all before the id is asked for), so the token is newer than the token of every
+    /// earlier holder of each lock won. Asked for at the first lock won, the id could be older
+    /// than that of an instance that took a later key's lock, claimed it and let it go while this
+    /// statement was still working through its keys (a backend descheduled for a few
+    /// milliseconds is enough); the claim of that key was then refused as fenced, and the group
+    /// abandoned.
     public func tryLeases(_ keys: [LeaseKey]) -> SQLStatement {
         SQLStatement(
             name: "outbox_group_lease",
             """
-            SELECT CASE WHEN pg_try_advisory_lock(l.k) THEN pg_current_xact_id()::text::int8 END \
-            FROM unnest($1::int8[]) WITH ORDINALITY AS l(k, n) ORDER BY l.n
+            SELECT CASE WHEN w.won THEN t.xid END \
+            FROM (SELECT array_agg(pg_try_advisory_lock(l.k) ORDER BY l.n) AS won FROM unnest($1::int8[]) WITH ORDINALITY AS l(k, n)) AS a \
+            LEFT JOIN LATERAL (SELECT pg_current_xact_id()::text::int8 AS xid WHERE true = ANY(a.won) OFFSET 0) AS t ON true \
+            CROSS JOIN LATERAL unnest(a.won) WITH ORDINALITY AS w(won, n) ORDER BY w.n
             """, [keys.map(\.value).postgresArrayLiteral])
     }
 
