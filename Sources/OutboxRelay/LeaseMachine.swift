@@ -43,6 +43,12 @@ public struct LeaseMachine: Sendable {
         public var isFetch: Bool {
             if case .fetch = self { true } else { false }
         }
+
+        /// `statements` split into the fetches and the rest, each in the order given: a driver
+        /// with a reading session sends the fetches there and the rest on the leasing session.
+        public static func split(_ statements: [Statement]) -> (fetches: [Statement], others: [Statement]) {
+            (statements.filter(\.isFetch), statements.filter { !$0.isFetch })
+        }
     }
 
     public enum Action: Sendable, Equatable {

@@ -258,7 +258,8 @@ struct LeaseRun {
     /// the rest on the leasing session; the whole group there when the reader is that session.
     private func split(_ statements: [LeaseMachine.Statement]) -> [(PostgresConnection, [LeaseMachine.Statement])] {
         guard reader !== postgres else { return [(postgres, statements)] }
-        return [(reader, statements.filter(\.isFetch)), (postgres, statements.filter { !$0.isFetch })].filter { !$0.1.isEmpty }
+        let (fetches, others) = LeaseMachine.Statement.split(statements)
+        return [(reader, fetches), (postgres, others)].filter { !$0.1.isEmpty }
     }
 
     /// The SQL of a statement of the machine.

@@ -205,7 +205,8 @@ final class SimulatedRelay {
             return machine.nextTransactionID(try world.postgres.nextTransactionID(session))
         case .send(let statements):
             // As the daemon's LeaseRun: fetches on the reader, the rest on the leasing session.
-            let groups = reader.map { [($0, statements.filter(\.isFetch)), (session, statements.filter { !$0.isFetch })] } ?? [(session, statements)]
+            let (fetches, others) = LeaseMachine.Statement.split(statements)
+            let groups = reader.map { [($0, fetches), (session, others)] } ?? [(session, statements)]
             for (target, group) in groups where !group.isEmpty {
                 try world.postgres.send(target, group, key: key, skipping: skipped[key] ?? [])
             }
